@@ -128,8 +128,10 @@ def diagnose(
 
 
 def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
-        hasattr(value, "dtype") and getattr(value, "shape", ()) == ()
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        or (hasattr(value, "dtype") and getattr(value, "shape", ()) == ())
     )
 
 

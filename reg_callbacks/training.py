@@ -85,7 +85,9 @@ def train(
     x, y = _as_tensor(x), _as_tensor(y)
     n_samples = int(x.shape[0])
     if int(y.shape[0]) != n_samples:
-        raise ValueError(f"x and y must have the same number of rows; got {n_samples} and {y.shape[0]}.")
+        raise ValueError(
+            f"x and y must have the same number of rows; got {n_samples} and {y.shape[0]}."
+        )
     if batch_size is not None and batch_size >= n_samples:
         batch_size = None
 
@@ -206,7 +208,11 @@ class _BatchOrder:
         return stream[offset : offset + stop - start].reshape(steps, self.batch_size)
 
     def _permutation(self, pass_number: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, pass_number]).permutation(self.n_samples).astype(np.int32)
+        return (
+            np.random.default_rng([self.seed, pass_number])
+            .permutation(self.n_samples)
+            .astype(np.int32)
+        )
 
 
 def _as_tensor(array):
@@ -225,7 +231,9 @@ def _check_args(model, iterations, log_every, batch_size, jit_compile) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
     ):
         raise ValueError(f"batch_size must be None or a positive integer; got {batch_size!r}.")
     if jit_compile not in (True, False, "auto"):

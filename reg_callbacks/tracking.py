@@ -1,0 +1,259 @@
+"""The one place that talks to MLflow for a run: start/end, params, metrics, tags, artifacts.
+
+`RunRecorder` writes through `MlflowClient` with an explicit run id instead of MLflow's
+fluent "active run" state, so parallel workers, nested child runs and a sweep's parent run
+never mix up which run they are writing to. Metrics go in `log_batch` calls, not one call
+per number. No TensorFlow import here: the sweep's planner reads the store through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import random
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+# MLflow's limits per log_batch call.
+_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+_MAX_PARAM_LENGTH = 6000
+_VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "scikit-learn")
+
+
+def flatten(params: Mapping, prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow param strings: `{"opt": {"lr": 0.1}}` -> `{"opt.lr": "0.1"}`.
+
+    Sequences are joined with commas (`hidden=(20, 3)` -> `"20,3"`, as the CLI takes them).
+    """
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(str(item) for item in value)
+        else:
+            flat[name] = str(value)
+    return {key: value[:_MAX_PARAM_LENGTH] for key, value in flat.items()}
+
+
+def data_fingerprint(*arrays) -> str:
+    """A short sha256 of arrays' shapes, dtypes and bytes: equal data, equal fingerprint."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def git_commit() -> str:
+    """The commit of the checkout this package runs from, `+dirty` if changed, or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[f"version.{package}"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def with_retries(call, *args, attempts: int = 8, **kwargs):
+    """Run an MLflow call, retrying with jittered backoff while the store is busy.
+
+    SQLite raises "database is locked" when several processes write at once, and a
+    tracking server may be briefly unreachable; both pass. Anything else is raised at once.
+    """
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:  # MLflow wraps SQLAlchemy and HTTP errors differently
+            transient = any(
+                marker in str(error).lower()
+                for marker in ("database is locked", "connection", "temporarily", "timed out")
+            )
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(min(5.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    experiment = with_retries(client.get_experiment_by_name, name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return with_retries(client.create_experiment, name)
+    except MlflowException:
+        # Another process created it between our lookup and our create.
+        return with_retries(client.get_experiment_by_name, name).experiment_id
+
+
+class RunRecorder:
+    """Records one training run in MLflow; a context manager.
+
+    On entry it creates the run (nested under `parent_run_id` if given) with its params,
+    tags, description, git commit, seed and library versions. On a clean exit the run is
+    FINISHED; if the block raises, the run is FAILED with a `failure_reason` tag (KILLED on
+    Ctrl-C) and the exception propagates.
+
+    Args:
+        experiment: MLflow experiment name (created if missing).
+        run_name: What the run is, e.g. "regularization l2 λ=0.7".
+        params: Hyperparameters, flattened with `flatten`.
+        tags: Extra tags.
+        description: Shown as the run's description in the MLflow UI.
+        tracking_uri: Defaults to `MLFLOW_TRACKING_URI`, else MLflow's local default
+            (`mlflow.db` in the working directory).
+        parent_run_id: Makes this a child run.
+
+    Example:
+        >>> with RunRecorder("demo", run_name="l2", params={"lambd": 0.7}) as recorder:
+        ...     history = train(model, x, y, iterations=2000,
+        ...                     callbacks=[bias_variance, recorder.keras_callback()])
+        ...     recorder.log_diagnosis(bias_variance.diagnosis)
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        *,
+        run_name: str | None = None,
+        params: Mapping | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+        tracking_uri: str | None = None,
+        parent_run_id: str | None = None,
+    ):
+        self.client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+        self.experiment = experiment
+        self.run_name = run_name
+        self.params = flatten(params or {})
+        self.tags = {key: str(value) for key, value in (tags or {}).items()}
+        if description:
+            self.tags[MLFLOW_RUN_NOTE] = description
+        if parent_run_id:
+            self.tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        self.run_id: str | None = None
+        self.last_step = 0
+
+    def __enter__(self) -> RunRecorder:
+        experiment_id = get_or_create_experiment(self.client, self.experiment)
+        tags = {"git_commit": git_commit(), **library_versions(), **self.tags}
+        if "seed" in self.params:
+            tags.setdefault("seed", self.params["seed"])
+        run = with_retries(self.client.create_run, experiment_id, run_name=self.run_name, tags=tags)
+        self.run_id = run.info.run_id
+        self.log_params(self.params)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if exc_type is None:
+            status = "FINISHED"
+        else:
+            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+            reason = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
+            with_retries(self.client.set_tag, self.run_id, "failure_reason", reason[:5000])
+        with_retries(self.client.set_terminated, self.run_id, status=status)
+        return False
+
+    def log_params(self, params: Mapping) -> None:
+        items = [Param(key, value) for key, value in flatten(params).items()]
+        for start in range(0, len(items), _MAX_PARAMS):
+            with_retries(
+                self.client.log_batch, self.run_id, params=items[start : start + _MAX_PARAMS]
+            )
+
+    def set_tags(self, tags: Mapping) -> None:
+        items = [RunTag(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(items), _MAX_TAGS):
+            with_retries(self.client.log_batch, self.run_id, tags=items[start : start + _MAX_TAGS])
+
+    def log_metrics(self, rows: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Log `[(step, {key: value}), ...]` in as few calls as MLflow allows.
+
+        Non-numeric values are skipped; NaN and inf are stored as they are (MLflow keeps
+        them), because a diverging loss is worth seeing.
+        """
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), timestamp, int(step))
+            for step, values in rows
+            for key, value in values.items()
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        ]
+        for start in range(0, len(metrics), _MAX_METRICS):
+            with_retries(
+                self.client.log_batch, self.run_id, metrics=metrics[start : start + _MAX_METRICS]
+            )
+        if rows:
+            self.last_step = max(self.last_step, max(int(step) for step, _ in rows))
+
+    def log_final(self, values: Mapping[str, float]) -> None:
+        """Log end-of-run values at the last step, so they are what the runs table shows."""
+        self.log_metrics([(self.last_step, values)])
+
+    def log_diagnosis(self, diagnosis) -> None:
+        """Final train/dev error, avoidable bias, variance, and the `bias_variance` tag."""
+        self.log_final(
+            {
+                "train_error": diagnosis.train_error,
+                "dev_error": diagnosis.dev_error,
+                "avoidable_bias": diagnosis.avoidable_bias,
+                "variance": diagnosis.variance,
+            }
+        )
+        self.set_tags(
+            {
+                "bias_variance": diagnosis.label,
+                "bayes_error": diagnosis.bayes_error,
+                "remedies": "; ".join(diagnosis.remedies) or "none",
+            }
+        )
+
+    def log_data(self, *arrays) -> str:
+        """Tag the run with the fingerprint of its data; returns it."""
+        fingerprint = data_fingerprint(*arrays)
+        self.set_tags({"data_hash": fingerprint})
+        return fingerprint
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        with_retries(self.client.log_figure, self.run_id, figure, artifact_file)
+
+    def log_dict(self, dictionary: Mapping, artifact_file: str) -> None:
+        with_retries(self.client.log_dict, self.run_id, dict(dictionary), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        with_retries(self.client.log_text, self.run_id, text, artifact_file)
+
+    def keras_callback(self, *, flush_every: int = 10):
+        """A Keras callback that logs every epoch's numeric `logs` to this run, batched."""
+        from reg_callbacks.mlflow_callback import RecorderCallback
+
+        return RecorderCallback(self, flush_every=flush_every)
