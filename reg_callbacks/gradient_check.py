@@ -1,0 +1,478 @@
+"""Numerical gradient checking for Keras 3 models: the course's "grad check", vectorized.
+
+The course checks backprop by comparing the analytic gradient g with the two-sided difference
+g~_i = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps) and reading the relative error
+||g - g~|| / (||g|| + ||g~||): about 1e-7 is fine, about 1e-5 deserves a closer look, 1e-3 or
+more is likely a bug. With eps = 1e-7 in float64 a correct model lands far below the "fine"
+line: 2.9e-10 for the course's one-parameter J = theta * x, ~3e-9 for a 47-parameter net,
+~4e-8 for a 10k-parameter MLP (the rounding noise of J / eps adds up over more parameters).
+
+`gradient_check` does that for a Sequential or functional model in float64, with the cost
+that training minimizes (compiled loss plus `model.losses`, i.e. L1/L2 penalties) and
+dropout off. The 2n perturbed costs are evaluated in chunks, each one `tf.vectorized_map` of
+`StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s on two CPU
+cores (batch of 64; the cost grows with parameters squared times batch size). For larger
+models, `max_params` checks a random subset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+FINE_THRESHOLD = 1e-6  # below: "fine" (the course sees ~1e-7 and less when backprop is right)
+BUG_THRESHOLD = 1e-3  # at or above: "likely a bug"; in between: "look closer" (~1e-5)
+FINE, LOOK_CLOSER, LIKELY_BUG = "fine", "look closer", "likely a bug"
+MAX_EPSILON = 1e-2
+N_WORST = 10
+# Elements (float64) one chunk of perturbed forward passes may hold: parameter vectors plus
+# activations, about 64 MB; vectorized_map's temporaries take a few times that.
+_CHUNK_ELEMENTS = 2**23
+
+
+@dataclass(frozen=True)
+class ParameterCheck:
+    """One parameter's analytic and numerical derivative."""
+
+    path: str  # the original model's `variable.path`
+    index: int  # flat (row-major) index inside the variable
+    analytic: float
+    numerical: float
+    abs_diff: float
+
+
+@dataclass(frozen=True)
+class GradientCheckReport:
+    """Outcome of `gradient_check`.
+
+    `relative_error` is ||g - g~||_2 / (||g||_2 + ||g~||_2) over the checked parameters (0
+    when both norms are 0); `per_variable` is the same per trainable variable, keyed by the
+    original model's `variable.path`. `verdict` reads `relative_error`: "fine" below
+    `FINE_THRESHOLD` (1e-6), "likely a bug" at or above `BUG_THRESHOLD` (1e-3), else "look
+    closer". `suspect_layers` lists the variables whose own error is at or above
+    `BUG_THRESHOLD`, worst first; it can name a variable even when the overall verdict is
+    "fine", because a wrong gradient in a variable with small gradients is diluted in the
+    overall norm. `analytic` and `numerical` hold the gradients per variable, shaped like the
+    variable (`numerical` is NaN where `max_params` skipped a parameter; a variable with no
+    checked parameter is left out of `per_variable`).
+    """
+
+    relative_error: float
+    per_variable: dict[str, float]
+    worst: list[ParameterCheck]
+    verdict: str
+    suspect_layers: list[str]
+    n_params: int
+    n_checked: int
+    epsilon: float
+    cost: float
+    analytic: dict[str, np.ndarray] = field(repr=False)
+    numerical: dict[str, np.ndarray] = field(repr=False)
+
+    def summary(self) -> str:
+        lines = [
+            f"Gradient check: relative error {self.relative_error:.2e} -> {self.verdict} "
+            f"(J = {self.cost:.6g}, {self.n_checked} of {self.n_params} parameters, "
+            f"epsilon = {self.epsilon:g})"
+        ]
+        for path in self.suspect_layers:
+            lines.append(f"  suspect: {path} (relative error {self.per_variable[path]:.2e})")
+        if self.worst:
+            w = self.worst[0]
+            lines.append(
+                f"  worst parameter: {w.path}[{w.index}] analytic {w.analytic:.6g}, "
+                f"numerical {w.numerical:.6g}, |diff| {w.abs_diff:.2e}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def gradient_check(
+    model: keras.Model,
+    x,
+    y,
+    epsilon: float = 1e-7,
+    *,
+    loss=None,
+    max_params: int | None = None,
+    seed: int = 0,
+) -> GradientCheckReport:
+    """Compare a model's backprop gradient with two-sided finite differences, in float64.
+
+    The model is cloned with every floating layer in float64 and its weights copied (cast
+    exactly); the original model is left as it was. The global dtype policy and floatx are
+    float64 during the call and restored afterwards (so do not build models in another
+    thread meanwhile). The cost is J = compiled loss (mean over the batch, `loss_weights` applied) +
+    `sum(model.losses)` (regularization penalties), computed with `training=False`, so
+    dropout is off and batch normalization uses its moving statistics. The analytic gradient
+    comes from `tf.GradientTape`; the numerical one perturbs each parameter by +-epsilon.
+
+    Args:
+        model: A built Sequential or functional `keras.Model`, compiled with a loss unless
+            `loss` is given.
+        x: Inputs for the check, a small batch (samples as rows).
+        y: Targets for `x`.
+        epsilon: Perturbation size, in (0, 0.01). The course's 1e-7 is the default.
+        loss: A loss (string, function or `keras.losses.Loss`) to use instead of the
+            compiled one; required when the model is not compiled.
+        max_params: If set, check only this many parameters, drawn at random (without
+            replacement, seeded by `seed`) from all of the model's trainable parameters, to
+            bound the cost for large models. The analytic gradient is still complete.
+        seed: Seed of the `max_params` subset.
+
+    Returns:
+        A `GradientCheckReport`; `print(report)` gives a few-line summary.
+
+    Raises:
+        ValueError: an argument is out of range, the model is not a built Sequential or
+            functional model, has no trainable parameters, or has no loss.
+
+    Example:
+        >>> import numpy as np, keras
+        >>> model = keras.Sequential([
+        ...     keras.Input((4,)),
+        ...     keras.layers.Dense(3, activation="tanh",
+        ...                        kernel_regularizer=keras.regularizers.L2(0.1)),
+        ...     keras.layers.Dense(1, activation="sigmoid"),
+        ... ])
+        >>> model.compile(loss="binary_crossentropy")
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(8, 4)), rng.integers(0, 2, size=(8, 1))
+        >>> report = gradient_check(model, x, y)
+        >>> report.verdict, report.n_params
+        ('fine', 19)
+    """
+    _check_args(model, epsilon, loss, max_params, seed)
+    with _float64_defaults():
+        clone = _float64_clone(model, loss)
+        x64, y64 = _to_float64(x), _to_float64(y)
+        variables = clone.trainable_variables
+        shapes = [tuple(v.shape) for v in variables]
+        sizes = [math.prod(s) for s in shapes]
+        n_params = sum(sizes)
+
+        with tf.GradientTape() as tape:
+            cost = _cost(clone, x64, y64)
+        _check_float64(clone, x64, cost)
+        grads = tape.gradient(cost, variables)
+        analytic = np.concatenate(
+            [
+                np.zeros(size) if g is None else _to_numpy(g).reshape(-1)
+                for g, size in zip(grads, sizes, strict=True)
+            ]
+        )
+
+        if max_params is None or max_params >= n_params:
+            checked = np.arange(n_params)
+        else:
+            rng = np.random.default_rng(seed)
+            checked = np.sort(rng.choice(n_params, size=max_params, replace=False))
+        numerical_checked = _numerical_gradient(clone, x64, y64, checked, epsilon)
+
+    return _report(
+        paths=_unique_paths(model.trainable_variables),
+        shapes=shapes,
+        sizes=sizes,
+        analytic=analytic,
+        checked=checked,
+        numerical_checked=numerical_checked,
+        epsilon=float(epsilon),
+        cost=float(cost),
+    )
+
+
+def _check_args(model, epsilon, loss, max_params, seed) -> None:
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model; got {type(model).__name__}.")
+    if (
+        isinstance(epsilon, bool)
+        or not isinstance(epsilon, (int, float, np.floating, np.integer))
+        or not math.isfinite(float(epsilon))
+        or not 0.0 < float(epsilon) < MAX_EPSILON
+    ):
+        raise ValueError(f"epsilon must be in (0, {MAX_EPSILON:g}); got {epsilon!r}.")
+    if max_params is not None and (
+        isinstance(max_params, bool)
+        or not isinstance(max_params, (int, np.integer))
+        or max_params < 1
+    ):
+        raise ValueError(f"max_params must be None or a positive integer; got {max_params!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
+    if loss is None and not model.compiled:
+        raise ValueError(
+            "loss must be given when the model is not compiled; got loss=None. Pass "
+            "loss='binary_crossentropy' (or any Keras loss) or compile the model first."
+        )
+    if not model.built or not _graph_inputs(model):
+        raise ValueError(
+            "model must be a built Sequential or functional model (give it a keras.Input); "
+            f"got {type(model).__name__} without symbolic inputs."
+        )
+    if not model.trainable_variables:
+        raise ValueError("model must have trainable variables; got none.")
+
+
+def _graph_inputs(model):
+    try:
+        return model.inputs
+    except (AttributeError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _float64_defaults():
+    # Layers we build take the global dtype policy; Keras losses (and the compiled-loss
+    # wrapper, which Keras builds on first use) take floatx. Both are process-global.
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def _float64_clone(model: keras.Model, loss) -> keras.Model:
+    def clone_layer(layer):
+        floating = _is_floating(layer.dtype_policy.variable_dtype)
+        if isinstance(layer, keras.layers.Lambda):
+            # Rebuilt from the live function: a config round trip refuses Python lambdas.
+            return keras.layers.Lambda(
+                layer.function,
+                output_shape=layer._output_shape,
+                mask=layer.mask,
+                arguments=layer.arguments,
+                name=layer.name,
+                dtype="float64" if floating else layer.dtype_policy,
+            )
+        config = layer.get_config()
+        if floating:
+            # Layer configs carry an explicit dtype, so the global policy alone is not enough.
+            config["dtype"] = "float64"
+        return layer.__class__.from_config(config)
+
+    inputs = [
+        keras.Input(
+            batch_shape=t.shape,
+            dtype="float64" if _is_floating(t.dtype) else t.dtype,
+            name=t.name,
+        )
+        for t in model.inputs
+    ]
+    # Clone an uncompiled view: clone_model re-compiles a compiled model from its serialized
+    # compile config, which fails for losses that are plain (unregistered) functions.
+    view = keras.Model(model.inputs, model.outputs)
+    clone = keras.models.clone_model(
+        view, input_tensors=inputs, clone_function=clone_layer, recursive=True
+    )
+    if len(clone.weights) != len(model.weights) or len(clone.trainable_variables) != len(
+        model.trainable_variables
+    ):
+        raise RuntimeError(
+            f"the float64 clone has {len(clone.weights)} weights "
+            f"({len(clone.trainable_variables)} trainable), the model {len(model.weights)} "
+            f"({len(model.trainable_variables)}); cannot copy the weights."
+        )
+    for target, source in zip(clone.weights, model.weights, strict=True):
+        if tuple(target.shape) != tuple(source.shape):
+            raise RuntimeError(
+                f"weight {source.path} has shape {source.shape} in the model but "
+                f"{target.shape} in its float64 clone."
+            )
+        target.assign(_to_numpy(source).astype(target.dtype))
+
+    if loss is None:
+        loss = model.loss
+        # Keras keeps compile(loss_weights=...) only on its compiled-loss object.
+        loss_weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
+    else:
+        loss_weights = None
+    clone.compile(loss=keras.tree.map_structure(_float64_loss, loss), loss_weights=loss_weights)
+    return clone
+
+
+def _float64_loss(loss):
+    """A float64 copy of a `Loss` object (it casts its inputs to its own dtype)."""
+    if not isinstance(loss, keras.losses.Loss) or loss.dtype == "float64":
+        return loss
+    try:
+        rebuilt = type(loss).from_config(loss.get_config())  # takes floatx: float64 here
+    except (TypeError, ValueError, NotImplementedError):
+        rebuilt = None
+    if rebuilt is None or rebuilt.dtype != "float64":
+        rebuilt = copy.copy(loss)
+        rebuilt._dtype_policy = keras.dtype_policies.DTypePolicy("float64")
+        rebuilt._dtype = "float64"
+    return rebuilt
+
+
+def _check_float64(clone, x64, cost) -> None:
+    wrong = [v.path for v in clone.weights if _is_floating(v.dtype) and v.dtype != "float64"]
+    y_pred = clone(x64, training=False)
+    wrong += [
+        f"output {i} ({t.dtype})"
+        for i, t in enumerate(keras.tree.flatten(y_pred))
+        if _is_floating(t.dtype) and t.dtype != tf.float64
+    ]
+    if cost.dtype != tf.float64:
+        wrong.append(f"cost ({cost.dtype})")
+    if wrong:
+        raise RuntimeError(
+            "gradient_check could not run the model in float64; still in lower precision: "
+            + ", ".join(wrong)
+            + ". A layer or loss probably hard-codes its dtype."
+        )
+
+
+def _cost(clone, x64, y64):
+    y_pred = clone(x64, training=False)
+    return clone.compute_loss(x=x64, y=y64, y_pred=y_pred, training=False)
+
+
+def _numerical_gradient(clone, x64, y64, checked: np.ndarray, epsilon: float) -> np.ndarray:
+    variables = clone.trainable_variables
+    shapes = [tuple(v.shape) for v in variables]
+    sizes = [math.prod(s) for s in shapes]
+    n_params = sum(sizes)
+    theta = tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+    frozen = [(v, v.value) for v in clone.non_trainable_variables + clone.metrics_variables]
+
+    def cost_at(index, step):
+        flat = theta + step * tf.one_hot(index, n_params, dtype=tf.float64)
+        values = [tf.reshape(p, s) for p, s in zip(tf.split(flat, sizes), shapes, strict=True)]
+        mapping = list(zip(variables, values, strict=True)) + frozen
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+            return _cost(clone, x64, y64)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float64)]
+    )
+    def costs_at(indices, steps):
+        return tf.vectorized_map(lambda args: cost_at(*args), (indices, steps))
+
+    chunk = max(1, _CHUNK_ELEMENTS // (n_params + _activation_elements(clone, x64)))
+    chunk = min(chunk, len(checked))
+    numerical = np.empty(len(checked))
+    for start in range(0, len(checked), chunk):
+        indices = checked[start : start + chunk]
+        k = len(indices)
+        costs = costs_at(
+            tf.constant(np.concatenate([indices, indices]), tf.int64),
+            tf.constant(np.repeat([epsilon, -epsilon], k), tf.float64),
+        ).numpy()
+        numerical[start : start + k] = (costs[:k] - costs[k:]) / (2 * epsilon)
+    return numerical
+
+
+def _activation_elements(clone, x64) -> int:
+    """Rough per-pass activation size: batch size times the summed layer output sizes."""
+    batch = int(keras.tree.flatten(x64)[0].shape[0] or 1)
+    per_sample = 0
+    for layer in clone.layers:
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):
+            continue
+        per_sample += sum(math.prod(d or 1 for d in t.shape[1:]) for t in outputs)
+    return batch * per_sample
+
+
+def _report(*, paths, shapes, sizes, analytic, checked, numerical_checked, epsilon, cost):
+    n_params = len(analytic)
+    numerical = np.full(n_params, np.nan)
+    numerical[checked] = numerical_checked
+    owner = np.repeat(np.arange(len(paths)), sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+    per_variable = {}
+    for v, path in enumerate(paths):
+        in_var = checked[owner[checked] == v]
+        if len(in_var):
+            per_variable[path] = _relative_error(analytic[in_var], numerical[in_var])
+    suspects = sorted(
+        (p for p, e in per_variable.items() if e >= BUG_THRESHOLD),
+        key=lambda p: -per_variable[p],
+    )
+
+    diff = np.abs(analytic[checked] - numerical_checked)
+    worst = [
+        ParameterCheck(
+            path=paths[owner[i]],
+            index=int(i - offsets[owner[i]]),
+            analytic=float(analytic[i]),
+            numerical=float(numerical[i]),
+            abs_diff=float(d),
+        )
+        for i, d in ((checked[j], diff[j]) for j in np.argsort(-diff, kind="stable")[:N_WORST])
+    ]
+    relative_error = _relative_error(analytic[checked], numerical_checked)
+    return GradientCheckReport(
+        relative_error=relative_error,
+        per_variable=per_variable,
+        worst=worst,
+        verdict=_verdict(relative_error),
+        suspect_layers=suspects,
+        n_params=n_params,
+        n_checked=len(checked),
+        epsilon=epsilon,
+        cost=cost,
+        analytic={
+            p: analytic[offsets[v] : offsets[v + 1]].reshape(shapes[v]) for v, p in enumerate(paths)
+        },
+        numerical={
+            p: numerical[offsets[v] : offsets[v + 1]].reshape(shapes[v])
+            for v, p in enumerate(paths)
+        },
+    )
+
+
+def _relative_error(analytic: np.ndarray, numerical: np.ndarray) -> float:
+    denominator = np.linalg.norm(analytic) + np.linalg.norm(numerical)
+    if denominator == 0.0:
+        return 0.0
+    return float(np.linalg.norm(analytic - numerical) / denominator)
+
+
+def _verdict(relative_error: float) -> str:
+    if not relative_error < BUG_THRESHOLD:  # NaN counts as a bug
+        return LIKELY_BUG
+    return FINE if relative_error < FINE_THRESHOLD else LOOK_CLOSER
+
+
+def _unique_paths(variables) -> list[str]:
+    # Paths are unique within a model except across nested models built apart; keep keys
+    # distinct all the same.
+    seen: dict[str, int] = {}
+    paths = []
+    for v in variables:
+        count = seen.get(v.path, 0)
+        seen[v.path] = count + 1
+        paths.append(v.path if count == 0 else f"{v.path}#{count + 1}")
+    return paths
+
+
+def _to_float64(data):
+    def convert(value):
+        tensor = tf.convert_to_tensor(value)
+        return tf.cast(tensor, tf.float64) if tensor.dtype.is_floating else tensor
+
+    return keras.tree.map_structure(convert, data)
+
+
+def _to_numpy(value) -> np.ndarray:
+    # Also reads Keras variables and densifies IndexedSlices gradients (embeddings).
+    return tf.convert_to_tensor(value).numpy()
+
+
+def _is_floating(dtype) -> bool:
+    return keras.backend.is_float_dtype(keras.backend.standardize_dtype(dtype))
