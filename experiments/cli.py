@@ -31,6 +31,7 @@ __all__ = ["build_parser", "config_from_dict", "main", "parse_args", "print_summ
 
 C = TypeVar("C")
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 _TRUE = ("true", "yes", "on", "1")
@@ -425,8 +426,9 @@ def main(
 
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with
-    code 2; Ctrl-C prints `interrupted` and exits with 130. `--traceback` re-raises instead,
-    for debugging a ValueError that is a bug rather than bad input.
+    code 2; a run whose loss diverged (NaN/inf; recorded in MLflow as FAILED with its
+    reason) prints one line and exits with 1; Ctrl-C prints `interrupted` and exits with 130.
+    `--traceback` re-raises instead, for debugging a ValueError that is a bug, not bad input.
 
     Args:
         config_cls: The experiment's Config dataclass.
@@ -448,6 +450,11 @@ def main(
         if show_traceback:
             raise
         _fail(_exception_text(exc))
+    except FloatingPointError as exc:  # reg_callbacks.TrainingDiverged
+        if show_traceback:
+            raise
+        print(f"run FAILED: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
     if summary is not None:
         print_summary(summary)
 
