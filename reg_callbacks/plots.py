@@ -139,3 +139,71 @@ def _figure_and_axes(ax):
         return ax.figure, ax
     figure = Figure(figsize=(5.5, 4.2), layout="constrained")
     return figure, figure.add_subplot()
+
+
+def error_vs_training_size(
+    sizes: Sequence[int],
+    train_errors: Sequence[float],
+    dev_errors: Sequence[float],
+    *,
+    bayes_error: float,
+    mark: int | None = None,
+    title: str = "Learning curve",
+    ax=None,
+) -> Figure:
+    """Train and dev error against training-set size (log x axis), with the Bayes error line.
+
+    High bias shows as both curves flattening well above the Bayes line (more data will not
+    help); high variance as a gap between them that narrows as the set grows.
+
+    Args:
+        sizes: Training-set sizes, ascending.
+        bayes_error: Drawn as a dashed line and shaded below: no model beats it on average.
+        mark: A size to mark with a dotted vertical line (the run's own training set).
+    """
+    figure, ax = _figure_and_axes(ax)
+    ax.plot(sizes, train_errors, "o-", color="C0", label="train error")
+    ax.plot(sizes, dev_errors, "s-", color="C1", label="dev error")
+    ax.axhline(bayes_error, color="gray", linestyle="--", label=f"Bayes error {bayes_error:g}")
+    ax.axhspan(0, bayes_error, color="gray", alpha=0.08)
+    if mark is not None:
+        ax.axvline(mark, color="k", linestyle=":", lw=1, label=f"this run (m={mark})")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set(title=title, xlabel="training-set size m", ylabel="error")
+    ax.legend(fontsize=7)
+    return figure
+
+
+def recipe_rounds(
+    labels: Sequence[str],
+    avoidable_bias: Sequence[float],
+    variance: Sequence[float],
+    *,
+    target_bias: float,
+    target_variance: float,
+    title: str = "Basic recipe: gaps per round",
+) -> Figure:
+    """Avoidable bias and variance per round as paired bars, with the two targets dashed.
+
+    Args:
+        labels: One x tick label per round, e.g. "1\\nwidth 4".
+    """
+    figure, ax = _figure_and_axes(None)
+    figure.set_size_inches(max(5.5, 1.3 * len(labels) + 2), 4.2)
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, avoidable_bias, 0.4, color="C0", label="avoidable bias (train − Bayes)")
+    ax.bar(x + 0.2, variance, 0.4, color="C1", label="variance (dev − train)")
+    ax.axhline(target_bias, color="C0", linestyle="--", lw=1, label=f"target bias {target_bias:g}")
+    ax.axhline(
+        target_variance,
+        color="C1",
+        linestyle=":",
+        lw=1.5,
+        label=f"target variance {target_variance:g}",
+    )
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set(title=title, xlabel="round", ylabel="gap (fraction)")
+    ax.legend(fontsize=7)
+    return figure
