@@ -7,11 +7,14 @@ these after training, never inside a step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 
 def decision_boundary(
@@ -25,13 +28,16 @@ def decision_boundary(
 ) -> Figure:
     """Shade the region a binary classifier assigns to class 1, with the points on top.
 
+    The title's second line is the classifier's accuracy on the points shown, so a panel
+    reads on its own; the legend names both the point colours and the shaded regions.
+
     Args:
         predict: Maps an (n, 2) array to probabilities of class 1 (e.g. `model.predict`).
         x: (m, 2) points; y: their 0/1 labels.
         ax: Draw into this axes (for side-by-side panels) instead of a new figure.
     """
     figure, ax = _figure_and_axes(ax)
-    x = np.asarray(x)
+    x = np.asarray(x, dtype=float)
     pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-3
     lo, hi = x.min(axis=0) - pad, x.max(axis=0) + pad
     g0, g1 = np.meshgrid(
@@ -39,7 +45,10 @@ def decision_boundary(
     )
     grid = np.c_[g0.ravel(), g1.ravel()].astype(np.float32)
     probability = np.asarray(predict(grid), dtype=float).reshape(g0.shape)
-    ax.contourf(g0, g1, probability > 0.5, levels=[-0.5, 0.5, 1.5], colors=["#f4c7c3", "#c6dbef"])
+    regions = ("#f4c7c3", "#c6dbef")  # light red = predicted 0, light blue = predicted 1
+    ax.contourf(g0, g1, probability > 0.5, levels=[-0.5, 0.5, 1.5], colors=list(regions))
+    if (probability > 0.5).any() and not (probability > 0.5).all():
+        ax.contour(g0, g1, probability, levels=[0.5], colors="#555555", linewidths=0.8)
     labels = np.asarray(y).reshape(-1)
     for value, color, marker in ((0, "#d62728", "o"), (1, "#1f77b4", "s")):
         mask = labels == value
@@ -53,8 +62,26 @@ def decision_boundary(
             edgecolors="white",
             linewidths=0.3,
         )
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
-    ax.legend(loc="upper right", fontsize=8)
+    predicted = np.asarray(predict(x.astype(np.float32)), dtype=float).reshape(-1) > 0.5
+    accuracy = float(np.mean(predicted == (labels > 0.5))) if labels.size else float("nan")
+    ax.set(
+        title=f"{title}\naccuracy {accuracy:.1%} on these {labels.size} points",
+        xlabel="$x_1$",
+        ylabel="$x_2$",
+        xlim=(lo[0], hi[0]),
+        ylim=(lo[1], hi[1]),
+    )
+    handles, names = ax.get_legend_handles_labels()
+    for color, name in zip(regions, ("predicted 0", "predicted 1"), strict=True):
+        handles.append(Patch(facecolor=color, edgecolor="#999999", linewidth=0.5))
+        names.append(name)
+    spans = hi - lo
+    if 0.75 <= spans[0] / spans[1] <= 1.33:
+        # Square data stays round, and the legend goes in the width that leaves free.
+        ax.set_aspect("equal", adjustable="box")
+        ax.legend(handles, names, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    else:
+        ax.legend(handles, names, loc="best", fontsize=7, framealpha=0.85)
     return figure
 
 
@@ -67,6 +94,11 @@ def gradient_heatmap(
 ) -> Figure:
     """Layer x epoch heatmap of gradient norms (log colour scale), input layer at the top.
 
+    A zero norm (no gradient reaches the layer, as with zeros initialization) is grey and
+    a non-finite one (overflow) red, both named in a legend instead of left blank. Small
+    grids print each cell's value. A near-constant range is widened to one decade so the
+    colour bar stays readable.
+
     Args:
         history: `GradientNormLogger.history`: `{"grad_norm/<layer>": [norm per epoch]}`.
         epochs: `GradientNormLogger.epochs` (-1 = before training).
@@ -74,28 +106,66 @@ def gradient_heatmap(
     """
     names = [key.removeprefix("grad_norm/") for key in history]
     values = np.array([history[key] for key in history], dtype=float)
-    finite = values[np.isfinite(values) & (values > 0)]
-    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size else None
-    figure = Figure(figsize=(7, max(2.5, 0.25 * len(names) + 1.5)), layout="constrained")
+    rows, columns = values.shape
+    measured = np.isfinite(values) & (values > 0)
+    zero, overflow = values == 0, ~np.isfinite(values)
+    low, high = (values[measured].min(), values[measured].max()) if measured.any() else (1e-8, 1)
+    if high < 10 * low:
+        middle = np.sqrt(low * high)
+        low, high = min(low, middle / np.sqrt(10)), max(high, middle * np.sqrt(10))
+    norm = LogNorm(vmin=low, vmax=high)
+    grey, red = "#d9d9d9", "#d62728"
+    height = min(0.4 * rows, 3 + 0.15 * rows) + 1.8  # deep nets: thinner rows, no labels
+    figure = Figure(figsize=(8, max(3.0, height)), layout="constrained")
     ax = figure.add_subplot()
     image = ax.imshow(
-        np.where(values > 0, values, np.nan),
+        np.where(measured, values, np.nan),
         aspect="auto",
         norm=norm,
-        cmap="viridis",
+        cmap=colormaps["viridis"].with_extremes(bad=grey),
         interpolation="nearest",
     )
+    if overflow.any():
+        overlay = np.zeros((rows, columns, 4))
+        overlay[overflow] = to_rgba(red)
+        ax.imshow(overlay, aspect="auto", interpolation="nearest")
+    if rows * columns <= 160 and columns <= 16:
+        for (row, column), value in np.ndenumerate(values):
+            dark = overflow[row, column] or (measured[row, column] and norm(value) < 0.45)
+            ax.text(
+                column,
+                row,
+                f"{value:.2g}",
+                ha="center",
+                va="center",
+                fontsize=7 if columns > 8 else 8,
+                color="white" if dark else "black",
+            )
     steps = [(e + 1) * (iterations_per_epoch or 1) for e in epochs]
-    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).astype(int))
-    ax.set_xticks(ticks, [str(steps[t]) for t in ticks])
-    if len(names) <= 30:
-        ax.set_yticks(range(len(names)), names, fontsize=7)
+    ticks = np.arange(0, len(steps), max(1, math.ceil((len(steps) - 1) / 7)))  # <= 8 ticks
+    start = "\n(start)"  # the column measured before the first step
+    ax.set_xticks(ticks, [f"{steps[t]}{start if epochs[t] < 0 else ''}" for t in ticks])
+    if rows <= 30:
+        ax.set_yticks(range(rows), names, fontsize=9 if rows <= 12 else 7)
     ax.set(
         title=title,
         xlabel="iteration" if iterations_per_epoch else "epoch",
         ylabel="layer (input at top)",
     )
-    figure.colorbar(image, ax=ax, label="‖∂J/∂W‖₂")
+    figure.colorbar(image, ax=ax, label="‖∂J/∂W‖₂ (log scale)")
+    extremes = [
+        (grey, "0: no gradient reaches the layer", zero.any()),
+        (red, "inf / nan: overflow", overflow.any()),
+    ]
+    if any(shown for _, _, shown in extremes):
+        figure.legend(
+            [Patch(facecolor=c, edgecolor="#999999") for c, _, shown in extremes if shown],
+            [label for _, label, shown in extremes if shown],
+            loc="outside lower center",
+            ncols=2,
+            fontsize=8,
+            frameon=False,
+        )
     return figure
 
 
@@ -111,20 +181,35 @@ def learning_curve(
 ) -> Figure:
     """Lines of `history[key]` for each key, against steps (iterations) or epochs.
 
+    Each legend entry ends with the key's final value; short histories get markers (a
+    one-point history is still visible); a non-negative y axis starts at 0, so gaps read
+    true to scale.
+
     Args:
         hline: `(value, label)` drawn as a dashed line, e.g. the Bayes error.
     """
     figure, ax = _figure_and_axes(None)
+    lowest = np.inf
     for key in keys:
-        values = history[key]
-        x = steps if steps is not None else range(1, len(values) + 1)
-        ax.plot(list(x)[: len(values)], values, label=key)
+        values = np.asarray(history[key], dtype=float)
+        x = list(steps if steps is not None else range(1, len(values) + 1))[: len(values)]
+        final = f" (final {values[-1]:.3g})" if values.size else ""
+        marker = "o" if values.size <= 25 else None
+        ax.plot(x, values, marker=marker, markersize=4, label=f"{key}{final}")
+        if np.isfinite(values).any():
+            lowest = min(lowest, np.nanmin(np.where(np.isfinite(values), values, np.nan)))
     if hline is not None:
-        ax.axhline(hline[0], color="gray", linestyle="--", label=hline[1])
+        ax.axhline(hline[0], color="gray", linestyle="--", label=f"{hline[1]} ({hline[0]:.3g})")
+        lowest = min(lowest, hline[0])
     ax.set(title=title, xlabel="iteration" if steps is not None else "epoch", ylabel=ylabel)
     if log_y:
         ax.set_yscale("log")
-    ax.legend()
+    elif lowest >= 0:
+        ax.set_ylim(bottom=0)
+    if steps is not None:
+        ax.set_xlim(left=0)  # iteration 0 is the start, even when the first point is later
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return figure
 
 
