@@ -21,7 +21,15 @@ A grid file (YAML; see experiments/presets/ and experiments/sweep_plan.py):
 
 Every config is validated before anything runs; bad input is one line on stderr, exit 2.
 Exit codes: 0 done (some configs may have FAILED: see the table), 1 every config failed or
-`--fail-fast` stopped at a failure, 2 bad input, 130 interrupted (Ctrl-C; resumable).
+`--fail-fast` stopped at a failure, 2 bad input, 130 interrupted (Ctrl-C or SIGTERM;
+running configs end KILLED, the next run resumes).
+
+Child runs are created by the experiment's own `run(cfg, *, tracking_uri, parent_run_id,
+experiment)`: the sweep passes `experiment="sweep-<name>"` so the whole sweep is one table
+in the MLflow UI. An experiment whose `run` has no `experiment` parameter keeps its runs in
+its topic experiment; the sweep then finds them there (still nested under the parent).
+Workers tag each child with `config_hash`, `sweep`, `sweep.experiment` and `sweep.params`
+once the run ends; a child killed before it was tagged is recognized by its params.
 """
 
 from __future__ import annotations

@@ -595,7 +595,7 @@ def test_exit_code_is_1_only_when_every_config_failed_or_fail_fast_stopped(tmp_p
     result = sweep("--grid", str(grid), "--workers", "1", "--fail-fast")
     assert result.returncode == 1
     assert "error: --fail-fast: config #1 (toy seed=1) failed: TrainingDiverged" in result.stderr
-    assert result.stdout.count("not run") == 2
+    assert "3 configs: 1 failed, 2 not run" in result.stdout
     (parent,) = parents(runs_of("failing"))
     assert parent.info.status == "FAILED"
 
