@@ -4,21 +4,27 @@ The course trains a 2→10→5→1 net (ReLU, ReLU, sigmoid) on two noisy circle
 100 dev points) with full-batch gradient descent, learning rate 0.01, 15 000 iterations, and
 reports train/dev accuracy for each weight initialization (biases zero):
 
-| init    | weights                      | course      | here (seed 1)  |
-|---------|------------------------------|-------------|----------------|
-| zeros   | 0                            | 0.50 / 0.50 | 0.50 / 0.50    |
-| random  | normal, stddev 10            | 0.83 / 0.86 | seed-sensitive |
-| he      | normal, variance 2/n_in      | 0.993 / 0.96| 0.99 / 0.96    |
-| xavier  | normal, variance 2/(n_in+n_out) | —        |                |
+| init   | weights                         | course       | here, seed 1 | here, seeds 1–6         |
+|--------|---------------------------------|--------------|--------------|-------------------------|
+| zeros  | 0                               | 0.50 / 0.50  | 0.50 / 0.50  | (no randomness)         |
+| random | normal, stddev 10               | 0.83 / 0.86  | 0.963 / 0.89 | 0.79–0.963 / 0.75–0.94  |
+| he     | normal, variance 2/n_in         | 0.993 / 0.96 | 0.993 / 0.96 | 0.977–0.993 / 0.92–0.96 |
+| xavier | normal, variance 2/(n_in+n_out) | —            | 0.987 / 0.96 | 0.983–0.99 / 0.94–0.96  |
 
 Zeros: every unit of a layer computes the same thing and gets the same gradient, so the net
 stays a function of one unit per layer and predicts one class. Random with stddev 10
-saturates the sigmoid: the course's cost starts at inf (Keras clips probabilities at 1e-7,
-so here it starts near 16) and training crawls; the final accuracy depends strongly on the
-seed (course-style re-runs over six seeds: train 0.55–0.89 / dev 0.56–0.87), so compare it
-across seeds with the `initialization-seeds` sweep preset rather than by one number.
+saturates the sigmoid: the course's cost starts at inf; Keras computes the cross-entropy from
+the sigmoid's logit, so here it starts finite but huge (1049 at seed 1, 724–1705 over seeds
+1–6; `initial_cost` in the summary) and training crawls. Its final accuracy depends on the
+seed: train 0.963, 0.803, 0.863, 0.96, 0.79, 0.957 over seeds 1–6 (dev 0.89, 0.75, 0.81,
+0.87, 0.76, 0.94), always below every He seed, though higher than the course's single
+0.83 and its course-style re-runs (0.55–0.89). Compare inits across seeds (the
+`initialization-seeds` sweep preset), not by one number. Each layer draws from its own seed:
+Keras initializers given the same integer seed repeat the same numbers, which made every
+layer start as a copy of the first one's weights (and gave He 0.983 / 0.96 at seed 1, with
+xavier stuck at 0.51 on seed 5).
 
-Run: `python -m experiments.initialization --init he` (or zeros, random, xavier).
+Run: `python -m experiments.initialization --init he` (or zeros, random, xavier; `--seed N`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from experiments.datasets import DataSplit, course_circles, load_data
 from experiments.runner import tracked_run
 
 Init = Literal["zeros", "random", "xavier", "he"]
+INITS = ("zeros", "random", "xavier", "he")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Config:
     dev_data: str | None = None  # a separate dev-set file, if `data` holds only train
 
     def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}.")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be positive layer widths like 10,5; got {self.hidden}.")
         if not self.learning_rate > 0:
@@ -59,7 +68,12 @@ def make_data(cfg: Config) -> DataSplit:
 
 
 def initializer(init: Init, seed: int):
-    """A fresh Keras initializer (one per layer: a shared instance repeats its values)."""
+    """A fresh Keras initializer; give every layer its own `seed`.
+
+    A Keras initializer with an integer seed draws the same numbers on every call, and two
+    with the same seed draw the same stream, so layers sharing a seed would start with
+    copies of each other's weights (the first 20 of W2 equal to W1's).
+    """
     import keras
 
     return {
@@ -76,13 +90,13 @@ def build_model(cfg: Config, n_features: int):
 
     keras.utils.set_random_seed(cfg.seed)
     layers = [keras.Input((n_features,))]
-    for units in cfg.hidden:
+    for layer, (units, activation) in enumerate(
+        [(units, "relu") for units in cfg.hidden] + [(1, "sigmoid")]
+    ):
+        seed = 1000 * cfg.seed + layer
         layers.append(
-            keras.layers.Dense(units, "relu", kernel_initializer=initializer(cfg.init, cfg.seed))
+            keras.layers.Dense(units, activation, kernel_initializer=initializer(cfg.init, seed))
         )
-    layers.append(
-        keras.layers.Dense(1, "sigmoid", kernel_initializer=initializer(cfg.init, cfg.seed))
-    )
     model = keras.Sequential(layers, name=f"init_{cfg.init}")
     model.compile(
         keras.optimizers.SGD(cfg.learning_rate), "binary_crossentropy", metrics=["accuracy"]
@@ -104,16 +118,19 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="initi
         tracking_uri=tracking_uri,
         parent_run_id=parent_run_id,
     ) as tracked:
-        history = tracked.train(model, iterations=cfg.iterations)
+        y_pred = model(data.x_train, training=False)
+        initial_cost = float(model.compute_loss(x=data.x_train, y=data.y_train, y_pred=y_pred))
+        tracked.train(model, iterations=cfg.iterations)
         if data.n_features == 2:
-            predict = lambda grid: model.predict(grid, verbose=0)  # noqa: E731
+            # One forward pass over the 40 000 grid points (predict() would run 1250 batches).
+            predict = lambda grid: model(grid, training=False).numpy()  # noqa: E731
             tracked.log_figure(
                 decision_boundary(
                     predict, data.x_train, data.y_train, title=f"{cfg.init} initialization (train)"
                 ),
                 "decision_boundary.png",
             )
-        return tracked.summary(initial_cost=history.history["loss"][0])
+        return tracked.summary(initial_cost=initial_cost)  # at iteration 0
 
 
 if __name__ == "__main__":
