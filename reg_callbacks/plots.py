@@ -294,6 +294,142 @@ def recipe_rounds(
     return figure
 
 
+def measured_vs_predicted(
+    x: Sequence[float],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float] | None]],
+    *,
+    ax=None,
+    title: str = "Measured vs predicted",
+    xlabel: str = "depth L",
+    ylabel: str = "",
+    log_y: bool = True,
+) -> Figure:
+    """Measured values as markers and their predictions as lines, one colour per series.
+
+    Args:
+        x: Shared x values (e.g. depths).
+        series: `{label: (measured, predicted or None)}`. Non-finite measured values, and
+            non-positive ones on a log axis, are left out (an overflow shows as a gap).
+        log_y: Logarithmic y axis, on which gain**L is a straight line.
+    """
+    figure, ax = _figure_and_axes(ax)
+    x = np.asarray(x, dtype=float)
+    markers = "o^sxvD+*"
+    for i, (label, (measured, predicted)) in enumerate(series.items()):
+        color = f"C{i}"
+        measured = np.asarray(measured, dtype=float)
+        keep = np.isfinite(measured) & ((measured > 0) if log_y else True)
+        step = max(1, len(x) // 40)  # at most ~40 markers a series
+        shown = np.flatnonzero(keep)[::step]
+        ax.plot(
+            x[shown],
+            measured[shown],
+            markers[i % len(markers)],
+            color=color,
+            ms=4,
+            fillstyle="none",
+            label=f"{label} (measured)",
+        )
+        if predicted is not None:
+            ax.plot(
+                x,
+                np.asarray(predicted, dtype=float),
+                "-",
+                color=color,
+                lw=1,
+                label=f"{label} (predicted)",
+            )
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def gradient_heatmaps(
+    panels: Mapping[str, tuple[Mapping[str, Sequence[float]], Sequence[int]]],
+    *,
+    iterations_per_epoch: int | None = None,
+) -> Figure:
+    """`gradient_heatmap`s side by side on one shared log colour scale, for comparing runs.
+
+    Norms that are exactly 0 (a float32 underflow: the gradient vanished completely) are
+    grey, non-finite ones (overflow) red, so neither is mistaken for a missing value.
+
+    Args:
+        panels: `{title: (GradientNormLogger.history, GradientNormLogger.epochs)}`.
+        iterations_per_epoch: Label the x axes in iterations instead of epochs.
+    """
+    from matplotlib import colormaps
+
+    grids = {
+        title: np.array([history[key] for key in history], dtype=float)
+        for title, (history, _) in panels.items()
+    }
+    finite = np.concatenate([g[np.isfinite(g) & (g > 0)].ravel() for g in grids.values()])
+    vmin, vmax = (finite.min(), finite.max()) if finite.size else (1e-8, 1.0)
+    norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
+    cmap = colormaps["viridis"].with_extremes(under="0.8", bad="#d62728")
+    rows = max(len(g) for g in grids.values())
+    figure = Figure(figsize=(4.2 * len(panels), max(2.5, 0.18 * rows + 1.5)), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True))
+    image = None
+    for ax, (title, (_, epochs)) in zip(axes, panels.items(), strict=True):
+        values = grids[title]
+        shown = np.where(np.isfinite(values), np.where(values > 0, values, vmin / 10), np.nan)
+        image = ax.imshow(shown, aspect="auto", norm=norm, cmap=cmap, interpolation="nearest")
+        steps = [(e + 1) * (iterations_per_epoch or 1) for e in epochs]
+        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 5)).astype(int))
+        ax.set_xticks(ticks, [str(steps[t]) for t in ticks])
+        ax.set(title=title, xlabel="iteration" if iterations_per_epoch else "epoch")
+    axes[0].set_ylabel("layer (input at top)")
+    figure.colorbar(
+        image, ax=list(axes), extend="min", label="‖∂J/∂W‖₂  (grey: exactly 0, red: inf/NaN)"
+    )
+    return figure
+
+
+def relative_error_bars(
+    errors: Mapping[str, float],
+    *,
+    fine: float = 1e-6,
+    bug: float = 1e-3,
+    title: str = "Gradient check: relative error",
+) -> Figure:
+    """Horizontal bars of gradient-check relative errors on a log axis, with the course's lines.
+
+    Args:
+        errors: `{label: relative error}`, drawn top to bottom.
+        fine, bug: The verdict lines of `gradient_check` (below `fine`: fine; at or above
+            `bug`: likely a bug), drawn dashed.
+    """
+    labels = list(errors)
+    values = np.array([errors[label] for label in labels], dtype=float)
+    shown = np.where(values > 0, values, np.nan)
+    figure = Figure(figsize=(6.5, max(2.2, 0.4 * len(labels) + 1.2)), layout="constrained")
+    ax = figure.add_subplot()
+    colors = ["#d62728" if v >= bug else "#ff7f0e" if v >= fine else "#2ca02c" for v in values]
+    ax.barh(range(len(labels)), shown, color=colors)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(fine, color="gray", linestyle="--", lw=1, label=f"fine below {fine:g}")
+    ax.axvline(bug, color="black", linestyle="--", lw=1, label=f"likely a bug from {bug:g}")
+    ax.set_xlim(right=max(np.nanmax(shown, initial=bug), bug) * 50)
+    for i, value in enumerate(values):
+        ax.annotate(
+            f"{value:.2g}",
+            (shown[i] if value > 0 else fine, i),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    ax.set(title=title, xlabel="‖g − g̃‖ / (‖g‖ + ‖g̃‖)")
+    ax.legend(fontsize=8, loc="upper right")
+    return figure
+
+
 def image_grid(images: np.ndarray, *, title: str = "", cmap: str = "gray_r") -> Figure:
     """Images in a grid without axes: `images` of shape (rows, columns, height, width[, 1])."""
     images = np.asarray(images)
