@@ -184,6 +184,7 @@ def tracked_run(
             **(tags or {}),
         },
         description=description,
+        experiment_description=description,
         tracking_uri=tracking_uri,
         parent_run_id=parent_run_id,
     )

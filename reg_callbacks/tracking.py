@@ -8,10 +8,12 @@ per number. No TensorFlow import here: the sweep's planner reads the store throu
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import importlib.metadata
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +23,12 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NOTE,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_USER,
+)
 
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -104,12 +111,16 @@ def with_retries(call, *args, attempts: int = 8, **kwargs):
             time.sleep(min(5.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+def get_or_create_experiment(
+    client: MlflowClient, name: str, description: str | None = None
+) -> str:
+    """The id of experiment `name`, created (with `description` for the UI) if missing."""
     experiment = with_retries(client.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
+    tags = {MLFLOW_RUN_NOTE: description} if description else None
     try:
-        return with_retries(client.create_experiment, name)
+        return with_retries(client.create_experiment, name, tags=tags)
     except MlflowException:
         # Another process created it between our lookup and our create.
         return with_retries(client.get_experiment_by_name, name).experiment_id
@@ -129,6 +140,7 @@ class RunRecorder:
         params: Hyperparameters, flattened with `flatten`.
         tags: Extra tags.
         description: Shown as the run's description in the MLflow UI.
+        experiment_description: Shown on the experiment's page if this run creates it.
         tracking_uri: Defaults to `MLFLOW_TRACKING_URI`, else MLflow's local default
             (`mlflow.db` in the working directory).
         parent_run_id: Makes this a child run.
@@ -148,9 +160,11 @@ class RunRecorder:
         params: Mapping | None = None,
         tags: Mapping[str, str] | None = None,
         description: str | None = None,
+        experiment_description: str | None = None,
         tracking_uri: str | None = None,
         parent_run_id: str | None = None,
     ):
+        self.experiment_description = experiment_description
         self.client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
         self.experiment = experiment
         self.run_name = run_name
@@ -164,8 +178,16 @@ class RunRecorder:
         self.last_step = 0
 
     def __enter__(self) -> RunRecorder:
-        experiment_id = get_or_create_experiment(self.client, self.experiment)
-        tags = {"git_commit": git_commit(), **library_versions(), **self.tags}
+        experiment_id = get_or_create_experiment(
+            self.client, self.experiment, self.experiment_description
+        )
+        tags = {
+            MLFLOW_USER: getpass.getuser(),
+            MLFLOW_SOURCE_NAME: " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+            "git_commit": git_commit(),
+            **library_versions(),
+            **self.tags,
+        }
         if "seed" in self.params:
             tags.setdefault("seed", self.params["seed"])
         run = with_retries(self.client.create_run, experiment_id, run_name=self.run_name, tags=tags)

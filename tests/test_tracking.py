@@ -43,6 +43,7 @@ def test_finished_run_has_params_tags_metrics_and_diagnosis():
     assert tags["bias_variance"] == "high variance"
     assert tags["seed"] == "3" and tags["mlflow.note.content"] == "L2 closes the gap."
     assert tags["git_commit"] and tags["version.tensorflow"] and len(tags["data_hash"]) == 16
+    assert tags["mlflow.user"] and tags["mlflow.source.name"]
     assert run.data.metrics["train_error"] == pytest.approx(0.02)
     assert run.data.metrics["variance"] == pytest.approx(0.10)
     assert "label" not in run.data.metrics
@@ -66,6 +67,13 @@ def test_keyboard_interrupt_marks_run_killed():
     with pytest.raises(KeyboardInterrupt), RunRecorder("demo") as recorder:
         raise KeyboardInterrupt
     assert MlflowClient().get_run(recorder.run_id).info.status == "KILLED"
+
+
+def test_experiment_created_by_a_run_gets_its_description():
+    with RunRecorder("described", experiment_description="He beats zeros."):
+        pass
+    experiment = MlflowClient().get_experiment_by_name("described")
+    assert experiment.tags["mlflow.note.content"] == "He beats zeros."
 
 
 def test_child_runs_nest_under_parent():
