@@ -52,11 +52,14 @@ class TrackedRun:
         batch_size: int | None = None,
         callbacks=(),
         seed: int = 0,
+        jit_compile: bool | str = "auto",
     ):
         """Train `model` on the run's data with the standard callbacks, then record it.
 
         `callbacks` run after the error and gradient callbacks (so `EarlyStopping` can
-        monitor `dev_error`) and before MLflow recording.
+        monitor `dev_error`) and before MLflow recording. `jit_compile` is passed to
+        `reg_callbacks.train`: `False` skips XLA for layers without an XLA kernel (random
+        image augmentation) or runs too short to repay the compile.
         """
         from reg_callbacks import BiasVarianceCallback, GradientNormLogger, train
         from reg_callbacks.training import DEFAULT_LOG_EVERY
@@ -82,6 +85,7 @@ class TrackedRun:
                     self.recorder.keras_callback(),
                 ],
                 shuffle_seed=seed,
+                jit_compile=jit_compile,
             )
         finally:
             self._record_training(log_every)
