@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.gradients import (
     Config,
+    build_model,
     first_broken_depth,
     law_depths,
     law_results,
@@ -55,6 +56,18 @@ def test_float32_breaks_where_float64_still_follows_the_law():
     assert 100 < breaks <= 120
     assert predicted[breaks - 2] < 3.5e38 * 3 and predicted[breaks - 1] > 3.4e38 / 3
     assert summary["activation_float32_breaks_at"] == 0  # 1.5^120 ≈ 1e21 still fits
+
+
+def test_trained_net_is_built_again_and_again_with_its_own_names():
+    """Layer names do not depend on Keras's global counter (a sweep worker builds many nets)."""
+    import keras
+
+    for _ in range(15):
+        keras.layers.Dense(1)  # advance the counter past "dense_12"
+    cfg = Config(depth=12)
+    names = [layer.name for layer in build_model(cfg, "he", 2).layers]
+    assert names == [f"hidden_{i:02d}" for i in range(1, 13)] + ["output"]
+    assert [layer.name for layer in build_model(cfg, "small", 2).layers] == names
 
 
 def test_bisection_and_depth_grid():
