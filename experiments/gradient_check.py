@@ -191,7 +191,7 @@ def one_dimensional(epsilon: float):
     """The course's J = θx with θ = 4, x = 2: a one-weight linear model and the loss mean(ŷ)."""
     import keras
 
-    from reg_callbacks.gradient_check import gradient_check
+    from reg_callbacks import gradient_check
 
     model = keras.Sequential(
         [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, name="theta")], name="one_d"
@@ -208,7 +208,7 @@ def one_dimensional(epsilon: float):
 
 def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
     """Run one case; returns its report(s) and the numbers to log."""
-    from reg_callbacks.gradient_check import gradient_check
+    from reg_callbacks.gradient_checking import gradient_check
 
     x, y = data.x_train, data.y_train
     if case == "1d":
@@ -232,7 +232,7 @@ def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
 
 
 def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradient_check") -> dict:
-    from reg_callbacks.gradient_check import BUG_THRESHOLD, FINE_THRESHOLD
+    from reg_callbacks.gradient_checking import BUG_THRESHOLD, FINE_THRESHOLD
     from reg_callbacks.plots import relative_error_bars
 
     data = make_data(cfg)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reg_callbacks.gradient_check import (
+from reg_callbacks.gradient_checking import (
     FINE,
     LIKELY_BUG,
     GradientCheckReport,
@@ -235,3 +235,11 @@ def test_dtype_policy_is_restored_when_the_check_fails(batch):
         gradient_check(model, *batch, loss=failing_loss)
     assert keras.config.dtype_policy().name == "float32"
     assert keras.config.floatx() == "float32"
+
+
+def test_package_attribute_is_the_function_after_the_module_is_imported():
+    import reg_callbacks
+    import reg_callbacks.gradient_checking  # noqa: F401
+
+    assert callable(reg_callbacks.gradient_check)
+    assert reg_callbacks.gradient_check.__name__ == "gradient_check"
