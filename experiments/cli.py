@@ -455,6 +455,12 @@ def main(
             raise
         print(f"run FAILED: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
+    except Exception as exc:
+        if show_traceback or type(exc).__name__ != "MlflowException":
+            raise
+        # The store is unreachable or refused a write, after MLflow's own bounded retries.
+        print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
     if summary is not None:
         print_summary(summary)
 

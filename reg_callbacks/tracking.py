@@ -95,8 +95,9 @@ def library_versions() -> dict[str, str]:
 def with_retries(call, *args, attempts: int = 8, **kwargs):
     """Run an MLflow call, retrying with jittered backoff while the store is busy.
 
-    SQLite raises "database is locked" when several processes write at once, and a
-    tracking server may be briefly unreachable; both pass. Anything else is raised at once.
+    SQLite raises "database is locked" when several processes write at once; that passes.
+    Anything else is raised at once: an unreachable tracking server has already been
+    retried by MLflow's HTTP client (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, with backoff).
     """
     for attempt in range(attempts):
         try:
@@ -104,7 +105,7 @@ def with_retries(call, *args, attempts: int = 8, **kwargs):
         except Exception as error:  # MLflow wraps SQLAlchemy and HTTP errors differently
             transient = any(
                 marker in str(error).lower()
-                for marker in ("database is locked", "connection", "temporarily", "timed out")
+                for marker in ("database is locked", "database table is locked")
             )
             if not transient or attempt == attempts - 1:
                 raise
