@@ -10,6 +10,7 @@ ones; `--force` re-runs everything.
     python -m experiments.sweep --dry-run                        # the plan, nothing runs
     python -m experiments.sweep --preset regularization-grid --workers 2
     python -m experiments.sweep --grid my_grid.yaml --set seed=1,2,3 --experiment toy
+    python -m experiments.sweep --backend ray --ray-address HEAD:6379   # on a Ray cluster
 
 A grid file (YAML; see experiments/presets/ and experiments/sweep_plan.py):
 
@@ -175,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes here; ray: one Ray task per config on a cluster, "
+        "tracked on an MLflow server (docs/scale-out.md; pip install -e '.[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="auto|HOST:PORT",
+        help="with --backend ray: the head's GCS address (default: auto, the local cluster "
+        "or $RAY_ADDRESS)",
+    )
+    parser.add_argument(
         "--takeover",
         action="store_true",
         help="the same sweep looks RUNNING from another host: mark its runs KILLED and go on",
@@ -197,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         _fail(str(exc))
     uri = resolve_tracking_uri(args.tracking_uri)
+    if args.backend == "ray" and (uri is None or not uri.startswith(("http://", "https://"))):
+        _fail(
+            f"--backend ray needs an MLflow tracking server (--tracking-uri or "
+            f"MLFLOW_TRACKING_URI=http://HOST:5000); got {uri or './mlruns'}, which every Ray "
+            "node would write on its own disk. See docs/scale-out.md."
+        )
     if args.dry_run:
         if hasattr(signal, "SIGPIPE"):  # `--dry-run | head` ends quietly, like other tools
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -386,8 +407,20 @@ class Sweep:
         from experiments.sweep_workers import default_workers, threads_per_worker
         from reg_callbacks.tracking import RunRecorder
 
-        workers = min(self.args.workers or default_workers(), len(todo))
-        threads = threads_per_worker(workers)
+        if self.args.backend == "ray":  # one CPU (and TensorFlow thread) per task
+            from experiments.sweep_ray import connect
+
+            threads = 1
+            try:
+                cpus = connect(self.args.ray_address, threads)
+            except Exception as exc:  # ConnectionError, or Ray's own on a version mismatch
+                raise SweepRefused(
+                    f"cannot connect to Ray at {self.args.ray_address}: {exc}"
+                ) from None
+            workers = min(self.args.workers or max(1, cpus), len(todo))
+        else:
+            workers = min(self.args.workers or default_workers(), len(todo))
+            threads = threads_per_worker(workers)
         self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = self.summary_path.with_name(f"{self.plan.name}-workers.log")
         recorder = RunRecorder(
@@ -399,6 +432,7 @@ class Sweep:
                 "configs": len(self.plan.configs),
                 "to_run": len(todo),
                 "workers": workers,
+                "backend": self.args.backend,
                 "threads_per_worker": threads,
                 "force": self.args.force,
                 "set": " ".join(self.args.overrides) or "none",
@@ -496,6 +530,8 @@ class Sweep:
         pool = None
         try:
             with progress:
+                if self.args.backend == "ray":
+                    from experiments.sweep_ray import RayPool as WorkerPool  # noqa: N814
                 pool = WorkerPool(workers, settings, on_lost=self._close_lost_run)
                 return pool.run(todo, on_result=on_result, stop_level=self._stop_level)
         finally:
