@@ -144,6 +144,10 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     if accepts_experiment(module.run):
         kwargs["experiment"] = settings.sweep_experiment
     error: BaseException | None = None
+    if "keras" in sys.modules:
+        # Keras numbers auto-named layers per process; restart the count so that every run
+        # of a topic logs the same grad_norm/<layer> keys, whichever worker ran it before.
+        sys.modules["keras"].utils.clear_session()
     try:
         cfg = config_from_dict(module.Config, config.params, name=config.experiment)
         summary = dict(module.run(cfg, **kwargs) or {})

@@ -245,11 +245,6 @@ def test_rest_runs_search_returns_the_same_runs_params_and_tags(ui):
         assert _tag(run, "mlflow.note.content"), f"{run['info']['run_name']} has no description"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grad_norm/<layer> keys use Keras's auto layer names, which count up per process: "
-    "a sweep worker's second run logs grad_norm/dense_3.. where its first logged grad_norm/dense",
-)
 def test_runs_of_one_topic_log_the_same_metric_names(ui):
     """The compare view and charts line up only if a topic's runs log the same metric keys."""
     topics = {}
