@@ -87,14 +87,15 @@ def test_deep_linear_nets_scale_as_gain_to_the_depth(gain, health):
 @pytest.mark.parametrize(
     ("norms", "health"),
     [
-        ([1.0, 0.5, 0.2], "healthy"),
-        ([1e-4, 1e-2, 1.0], "vanishing"),  # input side 10^4 smaller than the output side
-        ([50.0, 1.0, 0.1], "exploding"),  # input side 500x larger
+        ([1.0, 0.5, 0.4, 0.3, 0.2], "healthy"),
+        ([1e-4, 1e-3, 1e-2, 0.1, 1.0], "vanishing"),  # input side 10^4 smaller than output
+        ([50.0, 10.0, 5.0, 1.0, 0.1], "exploding"),  # input side 500x larger
+        ([0.026, 0.004, 0.00013], "healthy"),  # shallow net near convergence: no depth to blame
         ([1e-9, 1e-8], "vanishing"),
         ([2e3, 1e3], "exploding"),
         ([1.0, float("nan")], "exploding"),
         ([float("inf"), 1.0], "exploding"),
-        ([0.0, 1.0], "vanishing"),
+        ([0.0, 1.0, 1.0, 1.0, 1.0], "vanishing"),
     ],
 )
 def test_gradient_health_thresholds(norms, health):
