@@ -38,6 +38,7 @@ from typing import Literal
 
 from experiments.cli import main
 from experiments.datasets import DataSplit, flipped_boundary
+from experiments.models import binary_mlp
 from experiments.runner import tracked_run
 
 Regime = Literal["all", "underfit", "overfit", "both", "good"]
@@ -115,19 +116,15 @@ def make_data(cfg: Config, n_train: int | None = None) -> DataSplit:
 
 
 def build_model(cfg: Config):
-    import keras
-
-    keras.utils.set_random_seed(cfg.seed)
-    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
-    layers = [keras.Input((2,))]
-    for _ in range(cfg.depth):
-        layers.append(keras.layers.Dense(cfg.width, "relu", kernel_regularizer=regularizer))
-        if cfg.dropout:
-            layers.append(keras.layers.Dropout(cfg.dropout, seed=cfg.seed))
-    layers.append(keras.layers.Dense(1, "sigmoid", kernel_regularizer=regularizer))
-    model = keras.Sequential(layers, name=f"mlp_{cfg.width}x{cfg.depth}")
-    model.compile(keras.optimizers.Adam(cfg.learning_rate), "binary_crossentropy")
-    return model
+    return binary_mlp(
+        n_features=2,
+        width=cfg.width,
+        depth=cfg.depth,
+        l2=cfg.l2,
+        dropout=cfg.dropout,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+    )
 
 
 def learning_curve(cfg: Config, known: dict[int, tuple[float, float]]) -> dict[str, list]:
