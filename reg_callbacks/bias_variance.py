@@ -3,6 +3,10 @@
 The running training metric that `fit` reports is averaged over the epoch's batches and
 computed with dropout on, so it is not the train error. This callback re-evaluates the model
 on the train and dev sets with `training=False` and diagnoses the result.
+
+The train and dev sets go through one forward pass, a `tf.function` traced once per model
+and reused: an eager `model(x)` costs milliseconds, as much as the 1000 steps of a small
+net it follows. Not XLA: its compilation takes seconds and saves ~0.05 ms a call.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from reg_callbacks.diagnosis import (
     DEFAULT_BIAS_THRESHOLD,
@@ -18,8 +23,40 @@ from reg_callbacks.diagnosis import (
     Diagnosis,
     diagnose,
 )
+from reg_callbacks.training import compiled_for_model
 
 LOG_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance")
+
+
+def predict(model: keras.Model, x):
+    """`model(x, training=False)` through a compiled function cached per model; NumPy arrays.
+
+    Example:
+        >>> predict(model, x_dev).shape
+        (200, 1)
+    """
+    forward = compiled_for_model(model, ("predict",), _forward_function, jit_compile=False)
+    outputs = forward(tf.nest.map_structure(tf.convert_to_tensor, x))
+    return tf.nest.map_structure(np.asarray, outputs)
+
+
+def forward_pass(model: keras.Model, *inputs) -> tuple:
+    """`model(x, training=False)` for each input, in graph code (`train`'s interval probe)."""
+    return tuple(model(x, training=False) for x in inputs)
+
+
+def _forward_function(model_ref):
+    def forward(x):
+        return model_ref()(x, training=False)
+
+    return forward
+
+
+def _forward_pass_function(model_ref):
+    def run(*inputs):
+        return forward_pass(model_ref(), *inputs)
+
+    return run
 
 
 def classification_error(y_true, y_pred) -> float:
@@ -101,6 +138,7 @@ class BiasVarianceCallback(keras.callbacks.Callback):
         self.diagnosis: Diagnosis | None = None
         self.history = {"epoch": [], **{key: [] for key in LOG_KEYS}}
         self._last_epoch = None
+        self._probed = None
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch
@@ -112,9 +150,20 @@ class BiasVarianceCallback(keras.callbacks.Callback):
         if self._last_epoch is not None and (not evaluated or evaluated[-1] != self._last_epoch):
             self._evaluate(self._last_epoch, logs)
 
+    def interval_probe(self, epoch):
+        """For `train`: this epoch's forward pass, to run in its one call an interval."""
+        inputs = self._forward_inputs()
+        if (epoch + 1) % self.every or inputs is None:
+            return None
+        return forward_pass, inputs
+
+    def set_interval_probe_values(self, epoch, values):
+        self._probed = (epoch, values)
+
     def _evaluate(self, epoch, logs):
-        train_error = self._error(*self.train_data)
-        dev_error = self._error(*self.dev_data)
+        train_predictions, dev_predictions = self._predictions(epoch)
+        train_error = self._error(self.train_data[1], train_predictions)
+        dev_error = self._error(self.dev_data[1], dev_predictions)
         self.diagnosis = diagnose(
             train_error,
             dev_error,
@@ -129,13 +178,49 @@ class BiasVarianceCallback(keras.callbacks.Callback):
         for key, value in values.items():
             self.history[key].append(value)
 
-    def _error(self, x, y) -> float:
-        predictions = keras.ops.convert_to_numpy(self.model(x, training=False))
+    def _predictions(self, epoch):
+        """Train and dev predictions: `train`'s probe values, else one compiled call."""
+        probed, self._probed = getattr(self, "_probed", None), None
+        inputs = self._forward_inputs()
+        if probed is not None and probed[0] == epoch:
+            outputs = probed[1]
+        elif inputs is None:  # nested inputs (a multi-input model)
+            return predict(self.model, self.train_data[0]), predict(self.model, self.dev_data[0])
+        else:
+            key = ("forward_pass",)
+            run = compiled_for_model(self.model, key, _forward_pass_function, jit_compile=False)
+            outputs = [np.asarray(output) for output in run(*inputs)]
+        if len(outputs) == 2:
+            return outputs[0], outputs[1]
+        n_train = len(self.train_data[1])
+        return outputs[0][:n_train], outputs[0][n_train:]
+
+    def _forward_inputs(self):
+        """Train and dev inputs as tensors: stacked into one when they can be; cached."""
+        x_train, x_dev = self.train_data[0], self.dev_data[0]
+        cached = getattr(self, "_inputs_of", (None, None))
+        if cached[0] is not x_train or cached[1] is not x_dev:
+            self._inputs_of = (x_train, x_dev)
+            self._inputs = _forward_inputs(x_train, x_dev)
+        return self._inputs
+
+    def _error(self, y, predictions) -> float:
         error = float(self.error_fn(y, predictions))
         if not np.isfinite(error) or not 0.0 <= error <= 1.0:
             warnings.warn(f"error_fn returned {error!r}, not a fraction in [0, 1].", stacklevel=3)
             error = float(np.clip(np.nan_to_num(error, nan=1.0), 0.0, 1.0))
         return error
+
+
+def _forward_inputs(x_train, x_dev):
+    """`(stacked,)` or `(x_train, x_dev)` tensors; `None` for nested (multi-input) data."""
+    if not all(isinstance(x, (np.ndarray, tf.Tensor)) for x in (x_train, x_dev)):
+        return None
+    x_train, x_dev = np.asarray(x_train), np.asarray(x_dev)
+    if x_train.shape[1:] != x_dev.shape[1:] or x_train.dtype != x_dev.dtype:
+        return tf.constant(x_train), tf.constant(x_dev)
+    # One forward pass for both: a call's fixed cost exceeds a small net's compute.
+    return (tf.constant(np.concatenate([x_train, x_dev])),)
 
 
 def _pair(name, data):

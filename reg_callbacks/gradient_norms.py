@@ -2,17 +2,20 @@
 
 Vanishing and exploding gradients show as gradient norms that shrink or grow geometrically
 from the output layer back to the input layer. The norms here are of the full training
-loss (compiled loss plus the layers' regularization penalties), measured on a fixed batch.
+loss (compiled loss plus the layers' regularization penalties), measured on a fixed batch
+by a `tf.function` traced once per model and reused (not XLA: its compilation takes
+seconds, and a call would be no faster).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from reg_callbacks.training import compiled_for_model
 
 KEY_PREFIX = "grad_norm/"
 HEALTHY, VANISHING, EXPLODING = "healthy", "vanishing", "exploding"
@@ -29,8 +32,6 @@ RATIO_MIN_LAYERS = 5
 # no longer moves float32 weights.
 EXPLODING_NORM = 1e3
 VANISHING_NORM = 1e-7
-
-_compiled_norms = weakref.WeakKeyDictionary()
 
 
 def trainable_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -61,41 +62,49 @@ def layer_gradient_norms(model: keras.Model, x, y, *, training: bool = False) ->
     if getattr(model, "loss", None) is None:
         raise ValueError("model must be compiled with a loss to measure gradient norms.")
     layers = trainable_layers(model)
-    key = (training, tuple(id(layer) for layer in layers))
-    functions = _compiled_norms.setdefault(model, {})
-    if key not in functions:
-        functions[key] = _norms_function(model, layers, training)
-    norms = functions[key](tf.convert_to_tensor(x), tf.convert_to_tensor(y))
-    return {
-        KEY_PREFIX + layer.name: float(norm)
-        for layer, norm in zip(layers, norms.numpy(), strict=True)
-    }
+    norms_fn = compiled_for_model(
+        model, ("gradient_norms", bool(training)), _norms_function, jit_compile=False
+    )
+    norms = norms_fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y))
+    return _named(layers, norms)
 
 
-def _norms_function(model, layers, training):
-    @tf.function
-    def norms(x, y):
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=training)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-        grads = tape.gradient(loss, [layer.trainable_weights for layer in layers])
-        return tf.stack(
-            [
-                tf.sqrt(
-                    tf.add_n(
-                        [
-                            tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
-                            for g in layer_grads
-                            if g is not None
-                        ]
-                        or [tf.constant(0.0)]
-                    )
+def stacked_gradient_norms(model: keras.Model, x, y, training: bool = False):
+    """Graph code: the layer norms of `layer_gradient_norms` as one tensor, input side first."""
+    layers = trainable_layers(model)
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=training)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
+    grads = tape.gradient(loss, [layer.trainable_weights for layer in layers])
+    return tf.stack(
+        [
+            tf.sqrt(
+                tf.add_n(
+                    [
+                        tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                        for g in layer_grads
+                        if g is not None
+                    ]
+                    or [tf.constant(0.0)]
                 )
-                for layer_grads in grads
-            ]
-        )
+            )
+            for layer_grads in grads
+        ]
+    )
+
+
+def _norms_function(model_ref, training):
+    def norms(x, y):
+        return stacked_gradient_norms(model_ref(), x, y, training)
 
     return norms
+
+
+def _named(layers, norms) -> dict[str, float]:
+    return {
+        KEY_PREFIX + layer.name: float(norm)
+        for layer, norm in zip(layers, np.asarray(norms), strict=True)
+    }
 
 
 def gradient_health(norms) -> str:
@@ -168,6 +177,7 @@ class GradientNormLogger(keras.callbacks.Callback):
         self.epochs: list[int] = []
         self.health: str | None = None
         self.health_history: list[str] = []
+        self._probed = None
         self.measure(-1)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -176,15 +186,37 @@ class GradientNormLogger(keras.callbacks.Callback):
             if logs is not None:
                 logs.update(norms)
 
+    def interval_probe(self, epoch):
+        """For `train`: this epoch's measurement, to run in its one call an interval."""
+        probe = self._probe_tensors()
+        if (epoch + 1) % self.every or probe is None:
+            return None
+        return stacked_gradient_norms, probe
+
+    def set_interval_probe_values(self, epoch, values):
+        self._probed = (epoch, values)
+
     def measure(self, epoch: int) -> dict[str, float]:
         """Measure now and record the result under `epoch` (-1: before training)."""
-        norms = layer_gradient_norms(self.model, *self.probe_data)
+        probed, self._probed = getattr(self, "_probed", None), None
+        if probed is not None and probed[0] == epoch:  # computed by `train` for this epoch
+            norms = _named(trainable_layers(self.model), probed[1])
+        else:
+            norms = layer_gradient_norms(self.model, *(self._probe_tensors() or self.probe_data))
         for key, value in norms.items():
             self.history.setdefault(key, []).append(value)
         self.epochs.append(epoch)
         self.health = gradient_health(norms)
         self.health_history.append(self.health)
         return norms
+
+    def _probe_tensors(self):
+        """`probe_data` as tensors, converted once; `None` for nested (multi-input) data."""
+        if getattr(self, "_probe_of", None) is not self.probe_data:
+            self._probe_of = self.probe_data
+            plain = all(isinstance(a, (np.ndarray, tf.Tensor)) for a in self.probe_data)
+            self._probe = tuple(map(tf.convert_to_tensor, self.probe_data)) if plain else None
+        return self._probe
 
 
 def norm_ratio(norms: dict[str, float]) -> float:

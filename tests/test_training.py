@@ -1,11 +1,22 @@
 """The fast training path: same results as `fit`, callbacks driven per interval."""
 
+import gc
+import threading
+import time
+import weakref
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras.src import backend as keras_backend
 from sklearn.datasets import make_moons
 
-from reg_callbacks import TrainingDiverged, train
+import reg_callbacks.training as training
+from reg_callbacks import GradientNormLogger, TrainingDiverged, layer_gradient_norms, train
+from reg_callbacks.bias_variance import predict
+from reg_callbacks.mlflow_callback import RecorderCallback
+from reg_callbacks.training import _steps_function, compiled_for_model, counter_based_dropout
 
 
 def course_net(seed=0, l2=0.0, dropout=0.0):
@@ -123,3 +134,125 @@ def test_uncompiled_model_is_refused(moons):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="compiled"):
         train(model, *moons, iterations=10)
+
+
+def test_compiled_loop_is_reused_and_rebuilt_after_compile(moons):
+    x, y = moons
+    model = course_net()
+    train(model, x, y, iterations=20, log_every=10)
+    steps = compiled_for_model(model, ("train", True), _steps_function)
+    train(model, x, y, iterations=20, log_every=10)
+    assert compiled_for_model(model, ("train", True), _steps_function) is steps
+    model.compile(keras.optimizers.SGD(0.0), "binary_crossentropy")  # a new optimizer
+    before = model.get_weights()
+    train(model, x, y, iterations=20, log_every=10)
+    assert compiled_for_model(model, ("train", True), _steps_function) is not steps
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the new optimizer's learning rate 0 was used
+
+
+def test_compiled_functions_do_not_keep_the_model_alive(moons):
+    x, y = moons
+    model = course_net(dropout=0.2)
+    train(model, x, y, iterations=20, log_every=10, validation_data=(x, y))
+    GradientNormLogger((x, y)).set_model(model)
+    layer_gradient_norms(model, x, y)
+    predict(model, x)
+    reference = weakref.ref(model)
+    del model
+    gc.collect()
+    assert reference() is None
+
+
+@pytest.fixture
+def xla_dropout():
+    """A Dropout layer's training-mode output, twice, and its inference output, under XLA."""
+    layer = keras.layers.Dropout(0.14, seed=3)
+
+    @tf.function(jit_compile=True)
+    def outputs(x):
+        return layer(x, training=True), layer(x, training=True), layer(x, training=False)
+
+    return outputs
+
+
+def test_counter_based_dropout_is_inverted_dropout_with_a_fresh_mask(xla_dropout):
+    x = tf.ones((1000, 100))
+    with counter_based_dropout():
+        first, second, inference = (output.numpy() for output in xla_dropout(x))
+    # 1e5 draws: the kept fraction's standard deviation is 0.0011.
+    assert np.mean(first != 0) == pytest.approx(0.86, abs=0.005)
+    assert np.mean(first) == pytest.approx(1.0, abs=0.006)  # inverted: the mean is kept
+    np.testing.assert_allclose(np.unique(first), [0.0, 1 / 0.86], rtol=1e-6)
+    # A fresh mask on each call: two independent masks agree on 0.86² + 0.14² of entries.
+    assert np.mean((first != 0) == (second != 0)) == pytest.approx(0.86**2 + 0.14**2, abs=0.01)
+    np.testing.assert_array_equal(inference, x.numpy())  # off at inference
+
+
+def test_counter_based_dropout_is_scoped_to_its_thread_and_block():
+    keras_dropout = keras_backend.random.dropout
+    routed = []
+    with counter_based_dropout():
+        assert keras_backend.random.dropout is not keras_dropout
+        other = threading.Thread(target=lambda: routed.append(_uses_threefry()))
+        other.start()
+        other.join()
+        routed.append(_uses_threefry())
+    assert routed == [False, True]  # another thread meanwhile keeps Keras's own dropout
+    assert keras_backend.random.dropout is keras_dropout
+
+
+def _uses_threefry() -> bool:
+    calls = []
+    original = training.threefry_dropout
+    training.threefry_dropout = lambda *args, **kwargs: calls.append(1)
+    try:
+        keras_backend.random.dropout(tf.ones((2, 2)), 0.5, seed=keras.random.SeedGenerator(0))
+    finally:
+        training.threefry_dropout = original
+    return bool(calls)
+
+
+def test_dropout_training_uses_threefry_is_reproducible_and_restores_keras(moons, monkeypatch):
+    x, y = moons
+    keras_dropout = keras_backend.random.dropout
+    traced = []
+    threefry = training.threefry_dropout
+    monkeypatch.setattr(
+        training, "threefry_dropout", lambda *a, **k: traced.append(1) or threefry(*a, **k)
+    )
+    weights = []
+    for _ in range(2):
+        model = course_net(dropout=0.14)
+        train(model, x, y, iterations=50, log_every=25, jit_compile=True)
+        weights.append(model.get_weights())
+    assert traced  # the compiled loop's Dropout layers drew their masks with Threefry
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)  # same seeds, same masks, same weights
+    assert keras_backend.random.dropout is keras_dropout
+
+
+class _ListRecorder:
+    """Stands in for `RunRecorder`: keeps the rows; slow, like a SQLite commit."""
+
+    def __init__(self, error=None):
+        self.steps, self.error = [], error
+
+    def log_metrics(self, rows):
+        time.sleep(0.05)
+        if self.error:
+            raise self.error
+        self.steps += [step for step, _ in rows]
+
+
+def test_recorder_callback_writes_in_the_background_in_order(moons):
+    recorder = _ListRecorder()
+    callback = RecorderCallback(recorder, flush_every=2)
+    train(course_net(), *moons, iterations=100, log_every=10, callbacks=[callback])
+    assert recorder.steps == list(range(10, 101, 10))  # all written, in order, on return
+
+
+def test_recorder_callback_raises_a_failed_write(moons):
+    callback = RecorderCallback(_ListRecorder(OSError("database is gone")), flush_every=1)
+    with pytest.raises(OSError, match="database is gone"):
+        train(course_net(), *moons, iterations=50, log_every=10, callbacks=[callback])

@@ -1,0 +1,452 @@
+"""Per-step cost of training the course's small nets, four ways, side by side in one run.
+
+For each net, from the same initial weights, data, iteration count and seed:
+
+(a) `numpy`     the course's loop: forward, cost, backward, update, in NumPy (float64),
+                inverted dropout and the L2 term where the net has them;
+(b) `fit`       naive `model.fit(epochs=iterations, batch_size=m)`, fewer steps, per step;
+(c) `train`     `reg_callbacks.train`, one compiled loop per logging interval;
+(d) `train+cb`  (c) with `GradientNormLogger`, `BiasVarianceCallback` and MLflow recording
+                (`RunRecorder.keras_callback()`) at the default cadence: every interval.
+
+Times are steady state: the first call of each path (tracing, XLA compilation) is timed
+apart and reported as `trace s`. Each repeat runs every variant once, in turn, and the
+table keeps each variant's fastest repeat, so a burst of load elsewhere on a shared machine
+does not decide a ratio. MLflow writes go to a temporary SQLite store.
+
+Run: `python benchmarks/bench_training.py [--json PATH] [--iterations N] [--repeats R]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits, make_circles, make_moons  # noqa: E402
+
+from reg_callbacks import BiasVarianceCallback, GradientNormLogger, RunRecorder, train  # noqa: E402
+from reg_callbacks.training import DEFAULT_LOG_EVERY, _BatchOrder  # noqa: E402
+
+VARIANTS = ("numpy", "fit", "train", "train+cb")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    hidden: tuple[int, ...]
+    learning_rate: float
+    keep_prob: float = 1.0
+    lambd: float = 0.0  # course's L2 strength: cost += lambd / (2 m) * sum ||W||^2
+    batch_size: int | None = None  # None: full batch
+    data: str = "moons"
+
+
+CASES = (
+    Case("2-20-3-1", (20, 3), 0.3),
+    Case("2-20-3-1 L2", (20, 3), 0.3, lambd=0.7),
+    Case("2-20-3-1 dropout", (20, 3), 0.3, keep_prob=0.86),
+    Case("2-10-5-1 circles", (10, 5), 0.01, data="circles"),
+    Case("64-64-32-32-16-10 digits mb64", (64, 32, 32, 16), 0.05, batch_size=64, data="digits"),
+)
+
+
+def make_data(case: Case):
+    """(x_train, y_train, x_dev, y_dev): rows are samples, float32 x; y (m, 1) or int labels."""
+    if case.data == "moons":
+        x, y = make_moons(411, noise=0.3, random_state=0)
+        x, y = x.astype("float32"), y.reshape(-1, 1).astype("float32")
+        return x[:211], y[:211], x[211:], y[211:]
+    if case.data == "circles":
+        x, y = make_circles(400, noise=0.05, random_state=1)
+        x, y = x.astype("float32"), y.reshape(-1, 1).astype("float32")
+        return x[:300], y[:300], x[300:], y[300:]
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    x, y = (digits.data[order] / 16.0).astype("float32"), digits.target[order].astype("int64")
+    return x, y, x[-300:], y[-300:]
+
+
+def build_model(case: Case, n_inputs: int, n_train: int, seed: int = 0) -> keras.Model:
+    """The Keras net: ReLU hidden layers, sigmoid or softmax output, SGD, the L2 and dropout."""
+    regularizer = keras.regularizers.L2(case.lambd / (2 * n_train)) if case.lambd else None
+    layers = [keras.Input((n_inputs,))]
+    for i, units in enumerate(case.hidden):
+        layers.append(
+            keras.layers.Dense(
+                units,
+                "relu",
+                kernel_initializer=keras.initializers.HeNormal(seed + i),
+                kernel_regularizer=regularizer,
+            )
+        )
+        if case.keep_prob < 1:
+            layers.append(keras.layers.Dropout(1 - case.keep_prob, seed=seed + i))
+    multiclass = case.data == "digits"
+    layers.append(
+        keras.layers.Dense(
+            10 if multiclass else 1,
+            "softmax" if multiclass else "sigmoid",
+            kernel_initializer=keras.initializers.HeNormal(seed + 99),
+            kernel_regularizer=regularizer,
+        )
+    )
+    model = keras.Sequential(layers)
+    loss = "sparse_categorical_crossentropy" if multiclass else "binary_crossentropy"
+    model.compile(keras.optimizers.SGD(case.learning_rate), loss, metrics=["accuracy"])
+    return model
+
+
+# ----- (a) the course's loop, in NumPy -----
+
+
+def to_parameters(weights) -> dict:
+    """Keras Dense weights [kernel, bias, ...] as the course's {"W1": (n1, n0), "b1": (n1, 1)}."""
+    parameters = {}
+    for layer, (kernel, bias) in enumerate(zip(weights[::2], weights[1::2], strict=True), 1):
+        parameters[f"W{layer}"] = kernel.T.astype(np.float64)
+        parameters[f"b{layer}"] = bias.reshape(-1, 1).astype(np.float64)
+    return parameters
+
+
+def forward_propagation(X, parameters, keep_prob, rng):
+    L = len(parameters) // 2
+    A, caches = X, []
+    for layer in range(1, L + 1):
+        Z = parameters[f"W{layer}"] @ A + parameters[f"b{layer}"]
+        if layer < L:
+            A_next = np.maximum(0, Z)
+            D = None
+            if keep_prob < 1:
+                D = rng.random(A_next.shape) < keep_prob
+                A_next = A_next * D / keep_prob
+        elif Z.shape[0] == 1:
+            A_next, D = 1 / (1 + np.exp(-Z)), None
+        else:
+            E = np.exp(Z - Z.max(axis=0, keepdims=True))
+            A_next, D = E / E.sum(axis=0, keepdims=True), None
+        caches.append((A, Z, D))
+        A = A_next
+    return A, caches
+
+
+def compute_cost(AL, Y, parameters, lambd):
+    m = Y.shape[1]
+    AL = np.clip(AL, 1e-7, 1 - 1e-7)  # as Keras's cross-entropy does: a saturated net stays finite
+    if AL.shape[0] == 1:
+        cost = -np.sum(Y * np.log(AL) + (1 - Y) * np.log(1 - AL)) / m
+    else:
+        cost = -np.sum(Y * np.log(AL)) / m
+    if lambd:
+        L = len(parameters) // 2
+        squares = sum(np.sum(np.square(parameters[f"W{layer}"])) for layer in range(1, L + 1))
+        cost += lambd / (2 * m) * squares
+    return cost
+
+
+def backward_propagation(AL, Y, caches, parameters, keep_prob, lambd):
+    m, L = Y.shape[1], len(caches)
+    grads, dZ = {}, AL - Y  # sigmoid + cross-entropy, and softmax + cross-entropy alike
+    for layer in range(L, 0, -1):
+        A_prev, _, _ = caches[layer - 1]
+        W = parameters[f"W{layer}"]
+        grads[f"dW{layer}"] = dZ @ A_prev.T / m + (lambd / m) * W
+        grads[f"db{layer}"] = np.sum(dZ, axis=1, keepdims=True) / m
+        if layer > 1:
+            dA = W.T @ dZ
+            _, Z_prev, D_prev = caches[layer - 2]
+            if D_prev is not None:
+                dA = dA * D_prev / keep_prob
+            dZ = dA * (Z_prev > 0)
+    return grads
+
+
+def update_parameters(parameters, grads, learning_rate):
+    for layer in range(1, len(parameters) // 2 + 1):
+        parameters[f"W{layer}"] -= learning_rate * grads[f"dW{layer}"]
+        parameters[f"b{layer}"] -= learning_rate * grads[f"db{layer}"]
+    return parameters
+
+
+def numpy_model(X, Y, parameters, case: Case, iterations: int, log_every: int, seed: int = 0):
+    """The course's `model()`: X (n_x, m), Y (n_y, m); mini-batches in `train`'s order."""
+    rng = np.random.default_rng(seed)
+    order = _BatchOrder(X.shape[1], case.batch_size, seed) if case.batch_size else None
+    for start in range(0, iterations, log_every):
+        steps = min(log_every, iterations - start)
+        rows = order.indices(start, steps) if order else [None] * steps
+        for batch in rows:
+            X_b, Y_b = (X, Y) if batch is None else (X[:, batch], Y[:, batch])
+            AL, caches = forward_propagation(X_b, parameters, case.keep_prob, rng)
+            cost = compute_cost(AL, Y_b, parameters, case.lambd)
+            grads = backward_propagation(AL, Y_b, caches, parameters, case.keep_prob, case.lambd)
+            parameters = update_parameters(parameters, grads, case.learning_rate)
+    return parameters, cost
+
+
+def full_cost(parameters, X, Y, case: Case) -> float:
+    """The training cost with dropout off, L2 term included: one yardstick for (a) and (c)."""
+    AL, _ = forward_propagation(X, parameters, 1.0, None)
+    return float(compute_cost(AL, Y, parameters, case.lambd))
+
+
+# ----- timing -----
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+class _EndOfRun(keras.callbacks.Callback):
+    """Marks when `on_train_end` starts, to time the end-of-run MLflow write apart."""
+
+    def on_train_end(self, logs=None):
+        self.started = time.perf_counter()
+
+
+def run_case(case: Case, args, tracking_uri: str) -> dict:
+    x, y, x_dev, y_dev = make_data(case)
+    m = len(x)
+    model = build_model(case, x.shape[1], m)
+    initial = model.get_weights()
+    X = x.T.astype(np.float64)
+    Y = (np.eye(10)[y].T if y.ndim == 1 else y.T).astype(np.float64)
+    n, log_every = args.iterations, args.log_every
+    fit_batch = case.batch_size or m
+    fit_steps_per_epoch = math.ceil(m / fit_batch)
+    fit_epochs = max(1, min(n, args.fit_iterations) // fit_steps_per_epoch)
+
+    def reset():
+        model.set_weights(initial)
+        model.optimizer.iterations.assign(0)
+
+    def run_numpy():
+        return numpy_model(X, Y, to_parameters(initial), case, n, log_every)
+
+    def run_fit(epochs):
+        return model.fit(x, y, batch_size=fit_batch, epochs=epochs, verbose=0)
+
+    def run_train(callbacks=None, iterations=n):
+        return train(
+            model,
+            x,
+            y,
+            iterations=iterations,
+            log_every=log_every,
+            batch_size=case.batch_size,
+            callbacks=callbacks,
+        )
+
+    def run_with_callbacks(iterations=n):
+        """Seconds in `train`, of which the end-of-run MLflow write, and the run's set-up."""
+        end_of_run = _EndOfRun()
+        callbacks = [
+            BiasVarianceCallback((x, y), (x_dev, y_dev)),
+            GradientNormLogger((x[:256], y[:256])),
+        ]
+        setup, recorder = timed(
+            lambda: RunRecorder("bench", run_name=case.name, tracking_uri=tracking_uri).__enter__()
+        )
+        callbacks += [end_of_run, recorder.keras_callback()]
+        start = time.perf_counter()
+        run_train(callbacks, iterations)
+        stop = time.perf_counter()
+        teardown, _ = timed(lambda: recorder.__exit__(None, None, None))
+        return stop - start, stop - end_of_run.started, setup + teardown
+
+    # First calls: tracing and compilation, timed apart.
+    trace = {}
+    trace["fit"], _ = timed(lambda: run_fit(1))
+    reset()
+    trace["train"], _ = timed(lambda: run_train(iterations=log_every))
+    reset()
+    trace["train+cb"], _, _ = run_with_callbacks(log_every)
+
+    best = dict.fromkeys(VARIANTS, math.inf)
+    end_write = run_overhead = math.inf
+    for _ in range(args.repeats):
+        seconds, (numpy_parameters, _) = timed(run_numpy)
+        best["numpy"] = min(best["numpy"], seconds / n)
+        reset()
+        seconds, _ = timed(lambda: run_fit(fit_epochs))
+        best["fit"] = min(best["fit"], seconds / (fit_epochs * fit_steps_per_epoch))
+        reset()
+        seconds, _ = timed(run_train)
+        best["train"] = min(best["train"], seconds / n)
+        train_weights = model.get_weights()
+        reset()
+        seconds, end, setup = run_with_callbacks()
+        best["train+cb"] = min(best["train+cb"], (seconds - end) / n)
+        end_write, run_overhead = min(end_write, end), min(run_overhead, setup)
+    reset()
+
+    ms = {variant: 1e3 * seconds for variant, seconds in best.items()}
+    per_step_first = {"fit": ms["fit"], "train": ms["train"], "train+cb": ms["train+cb"]}
+    steps_first = {"fit": fit_steps_per_epoch, "train": log_every, "train+cb": log_every}
+    cost_numpy = full_cost(numpy_parameters, X, Y, case)
+    cost_train = full_cost(to_parameters(train_weights), X, Y, case)
+    return {
+        "case": case.name,
+        "samples": m,
+        "batch_size": case.batch_size,
+        "keep_prob": case.keep_prob,
+        "lambd": case.lambd,
+        "iterations": n,
+        "fit_steps": fit_epochs * fit_steps_per_epoch,
+        "ms_per_step": ms,
+        "ratios": {
+            "train/numpy": ms["train"] / ms["numpy"],
+            "train+cb/train": ms["train+cb"] / ms["train"],
+            "fit/numpy": ms["fit"] / ms["numpy"],
+            "train+cb/train incl. end write": (ms["train+cb"] * n + 1e3 * end_write)
+            / (ms["train"] * n),
+        },
+        "trace_s": {
+            variant: max(0.0, trace[variant] - per_step_first[variant] * steps_first[variant] / 1e3)
+            for variant in trace
+        },
+        "end_write_ms": 1e3 * end_write,
+        "mlflow_run_ms": 1e3 * run_overhead,
+        "final_cost": {
+            "numpy": cost_numpy,
+            "train": cost_train,
+            "abs_diff": abs(cost_numpy - cost_train),
+        },
+    }
+
+
+def print_table(results: list[dict]) -> None:
+    headers = [
+        "net",
+        "NumPy ms",
+        "fit ms",
+        "train ms",
+        "+cb ms",
+        "train/NumPy",
+        "fit/NumPy",
+        "+cb/train",
+        "trace s",
+        "end write ms",
+        "cost NumPy",
+        "cost train",
+    ]
+    rows = []
+    for r in results:
+        ms, ratios = r["ms_per_step"], r["ratios"]
+        rows.append(
+            [
+                r["case"],
+                f"{ms['numpy']:.4f}",
+                f"{ms['fit']:.2f}",
+                f"{ms['train']:.4f}",
+                f"{ms['train+cb']:.4f}",
+                f"{ratios['train/numpy']:.2f}",
+                f"{ratios['fit/numpy']:.0f}",
+                f"{ratios['train+cb/train']:.3f}",
+                f"{r['trace_s']['train']:.1f}",
+                f"{r['end_write_ms']:.0f}",
+                f"{r['final_cost']['numpy']:.5f}",
+                f"{r['final_cost']['train']:.5f}",
+            ]
+        )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(" | ".join(headers))
+        for row in rows:
+            print(" | ".join(row))
+        return
+    table = Table(*headers, title="ms per training step (fastest repeat)")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--iterations", type=int, default=10_000, help="steps per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="the fastest repeat counts")
+    parser.add_argument("--log-every", type=int, default=DEFAULT_LOG_EVERY)
+    parser.add_argument(
+        "--fit-iterations", type=int, default=100, help="steps of the naive fit (it is slow)"
+    )
+    parser.add_argument(
+        "--cases", help=f"comma-separated subset of: {', '.join(c.name for c in CASES)}"
+    )
+    args = parser.parse_args(argv)
+    for name in ("iterations", "repeats", "log_every", "fit_iterations"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    cases = CASES
+    if args.cases:
+        wanted = [name.strip() for name in args.cases.split(",")]
+        unknown = [name for name in wanted if name not in {c.name for c in CASES}]
+        if unknown:
+            parser.error(f"unknown case(s) {unknown}; choose from {[c.name for c in CASES]}")
+        cases = [c for c in CASES if c.name in wanted]
+
+    load_before = os.getloadavg()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-mlflow-") as store:
+        tracking_uri = f"sqlite:///{os.path.join(store, 'mlflow.db')}"
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        _create_experiment(tracking_uri, os.path.join(store, "artifacts"))
+        for case in cases:
+            results.append(run_case(case, args, tracking_uri))
+            print(f"done: {case.name}", file=sys.stderr, flush=True)
+    report = {
+        "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "python": platform.python_version(),
+            "tensorflow": _version("tensorflow"),
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "iterations": args.iterations,
+        "repeats": args.repeats,
+        "log_every": args.log_every,
+        "results": results,
+    }
+    print_table(results)
+    print(
+        "load average (1 min) before/after: "
+        f"{load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}"
+    )
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=2)
+    return 0
+
+
+def _create_experiment(tracking_uri: str, artifact_root: str) -> None:
+    """The bench's experiment, with its artifacts in the temporary store, not ./mlruns."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri).create_experiment("bench", artifact_location=artifact_root)
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(package)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
