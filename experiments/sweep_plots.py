@@ -87,7 +87,8 @@ def dev_error_by_param(rows: Sequence[Mapping], *, title: str = "Dev error by pa
     """One panel per (experiment, varied param): dev error of each run at each value.
 
     Points are the runs; the line joins the mean at each value, so a trend across a param
-    (λ, keep_prob, depth) shows even when other params vary too.
+    (λ, keep_prob, depth) shows even when other params vary too. Params with one value
+    among the finished runs get no panel.
 
     Args:
         rows: Dicts with `experiment`, `dev_error` and `params` (the varied params).
@@ -98,6 +99,8 @@ def dev_error_by_param(rows: Sequence[Mapping], *, title: str = "Dev error by pa
             continue
         for key, value in (row.get("params") or {}).items():
             panels.setdefault((row["experiment"], key), []).append((_text(value), row["dev_error"]))
+    # A param all of whose finished runs share one value (the others failed) shows no trend.
+    panels = {key: points for key, points in panels.items() if len({v for v, _ in points}) > 1}
     count = max(1, len(panels))
     columns = min(3, count)
     lines = math.ceil(count / columns)
