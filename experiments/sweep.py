@@ -328,9 +328,9 @@ class Sweep:
         self.failed_fast: Row | None = None
 
     def run(self) -> int:
-        import logging
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the
+        # progress bar; set the variable yourself to see them.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         from experiments import sweep_store
         from reg_callbacks.tracking import get_or_create_experiment
 
@@ -507,7 +507,7 @@ class Sweep:
             console=Console(stderr=True),
         )
         task = progress.add_task(
-            f"sweep {self.plan.name} ({workers} workers)",
+            f"sweep {self.plan.name} ({_count(workers, 'worker')})",
             total=len(todo),
             failed=0,
             remaining=len(todo),
@@ -668,7 +668,7 @@ class Sweep:
             )
         counts = _counts(records)
         line = ", ".join(f"{n} {status}" for status, n in counts.items())
-        timing = f" in {wall:.1f} s with {workers} workers" if workers else ""
+        timing = f" in {wall:.1f} s with {_count(workers, 'worker')}" if workers else ""
         print(f"\n{len(records)} configs: {line}{timing}")
         print(f"summary: {_relative(self.summary_path)}")
         if failures and log_file is not None:
@@ -701,6 +701,10 @@ def _counts(records: Sequence[dict]) -> dict[str, int]:
         key = record["status"].lower()
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _csv_value(value) -> str:
