@@ -427,7 +427,8 @@ def main(
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with
     code 2; a run whose loss diverged (NaN/inf; recorded in MLflow as FAILED with its
-    reason) prints one line and exits with 1; Ctrl-C prints `interrupted` and exits with 130.
+    reason), or whose plots could not be stored (disk full, no permission), prints one line
+    and exits with 1; Ctrl-C prints `interrupted` and exits with 130.
     `--traceback` re-raises instead, for debugging a ValueError that is a bug, not bad input.
 
     Args:
@@ -456,10 +457,16 @@ def main(
         print(f"run FAILED: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_FAILED) from None
     except Exception as exc:
-        if show_traceback or type(exc).__name__ != "MlflowException":
+        if show_traceback:
             raise
-        # The store is unreachable or refused a write, after MLflow's own bounded retries.
-        print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
+        tracking = sys.modules.get("reg_callbacks.tracking")  # loaded if it raised this
+        if tracking is not None and isinstance(exc, tracking.ArtifactStoreError):
+            print(f"run FAILED: {_one_line(exc)}", file=sys.stderr)
+        elif type(exc).__name__ == "MlflowException":
+            # The store is unreachable or refused a write, after MLflow's own bounded retries.
+            print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
+        else:
+            raise
         raise SystemExit(EXIT_FAILED) from None
     if summary is not None:
         print_summary(summary)

@@ -384,10 +384,6 @@ class Sweep:
                 )
             state.stale_parents += state.live_parents
             state.orphans += list(state.running.values())
-        for run, config in state.unstamped:
-            sweep_store.stamp(
-                self.client, run.run_id, sweep_store.child_tags(self.plan.name, config)
-            )
         for parent in state.stale_parents:
             sweep_store.terminate(
                 self.client,
@@ -456,8 +452,8 @@ class Sweep:
                     self.rows[config.index] = Row(config, "not run")
                 self._close_running_children()
                 wall = time.perf_counter() - started
-                self._log_parent(recorder, wall)
                 self._report(log_file, wall=wall, workers=workers)
+                self._log_parent(recorder, wall)
                 self._raise_outcome()
         except KeyboardInterrupt:
             print(
@@ -561,9 +557,6 @@ class Sweep:
             self.client, self._experiment_ids(), self.parent_run_id, config
         )
         if run is not None and run.status == "RUNNING":
-            sweep_store.stamp(
-                self.client, run.run_id, sweep_store.child_tags(self.plan.name, config)
-            )
             sweep_store.terminate(self.client, run.run_id, status, reason)
 
     def _close_running_children(self) -> None:
@@ -617,7 +610,6 @@ class Sweep:
 
     def _log_parent(self, recorder, wall: float) -> None:
         from experiments.sweep_plots import bias_variance_scatter, dev_error_by_param
-        from reg_callbacks.tracking import with_retries
 
         records = self._records()
         counts = _counts(records)
@@ -628,8 +620,7 @@ class Sweep:
                 "configs_per_minute": 60 * counts.get("finished", 0) / wall if wall > 0 else 0.0,
             }
         )
-        self._write_csv(records)
-        with_retries(recorder.client.log_artifact, recorder.run_id, str(self.summary_path))
+        recorder.log_file(self.summary_path)
         recorder.log_text(render_table(self.plan, records, width=160), "summary.txt")
         recorder.log_figure(
             bias_variance_scatter(records, title=f"sweep {self.plan.name}"), "bias_variance.png"
@@ -655,8 +646,7 @@ class Sweep:
 
     def _report(self, log_file: Path | None, *, wall: float, workers: int | None = None) -> None:
         records = self._records()
-        if log_file is None:
-            self._write_csv(records)
+        self._write_csv(records)
         print(render_table(self.plan, records), end="")
         failures = [
             r for r in records if r["status"] in ("FAILED", "KILLED") and r["failure_reason"]

@@ -45,7 +45,6 @@ DEFAULT_PRESET = "course"
 TOP_LEVEL_KEYS = ("name", "description", "summary", "runs")
 BLOCK_KEYS = ("experiment", "params", "grid")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_MAX_PARAM_LENGTH = 6000  # MLflow's, as in reg_callbacks.tracking.flatten
 
 
 @dataclass(frozen=True)
@@ -70,11 +69,6 @@ class PlannedConfig:
     def label(self) -> str:
         """The varied params as `key=value` pairs, e.g. "init=he seed=1"."""
         return " ".join(f"{key}={format_value(value)}" for key, value in self.varied.items())
-
-    @property
-    def mlflow_params(self) -> dict[str, str]:
-        """The params as MLflow stores them (what `RunRecorder` writes for this config)."""
-        return param_strings(self.params)
 
 
 @dataclass(frozen=True)
@@ -330,11 +324,6 @@ def config_hash(experiment: str, params: Mapping) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def param_strings(params: Mapping) -> dict[str, str]:
-    """Params as `reg_callbacks.tracking.flatten` writes them (without importing MLflow)."""
-    return {key: format_value(value)[:_MAX_PARAM_LENGTH] for key, value in params.items()}
 
 
 def format_value(value: Any) -> str:

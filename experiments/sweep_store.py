@@ -240,8 +240,6 @@ class SweepState:
         stale_parents: RUNNING parents whose process is gone.
         orphans: RUNNING children whose parent is not running any more.
         last_status: config hash -> status of its newest child run.
-        unstamped: (run, config) for children without a `config_hash` tag, matched by params
-            (the experiment's run ended, or was killed, before the worker could tag it).
     """
 
     finished: dict[str, StoredRun] = field(default_factory=dict)
@@ -249,7 +247,6 @@ class SweepState:
     live_parents: list[StoredRun] = field(default_factory=list)
     stale_parents: list[StoredRun] = field(default_factory=list)
     orphans: list[StoredRun] = field(default_factory=list)
-    unstamped: list[tuple[StoredRun, PlannedConfig]] = field(default_factory=list)
     last_status: dict[str, str] = field(default_factory=dict)
 
 
@@ -273,17 +270,10 @@ def reconcile(
         else:
             state.live_parents.append(parent)
             running_parents.add(parent.run_id)
-    match = _params_matcher(plan.configs)
     for run in sorted(runs, key=lambda r: r.start_time):
-        if run.parent_id not in parents:
-            continue
         digest = run.tags.get("config_hash")
-        if digest is None:
-            config = match(run.params)
-            if config is None:
-                continue
-            digest = config.config_hash
-            state.unstamped.append((run, config))
+        if run.parent_id not in parents or digest is None:
+            continue
         state.last_status[digest] = run.status
         if run.status == "FINISHED":
             state.finished[digest] = run
@@ -293,25 +283,6 @@ def reconcile(
             else:
                 state.orphans.append(run)
     return state
-
-
-def _params_matcher(configs: Sequence[PlannedConfig]) -> Callable[[Mapping], PlannedConfig | None]:
-    """A lookup from a stored run's params to the planned config it ran (None if none)."""
-    by_keys: dict[tuple[str, ...], dict[tuple, PlannedConfig]] = {}
-    for config in configs:
-        strings = config.mlflow_params
-        keys = tuple(sorted(strings))
-        by_keys.setdefault(keys, {})[tuple(strings[k] for k in keys)] = config
-
-    def match(params: Mapping) -> PlannedConfig | None:
-        for keys, table in by_keys.items():
-            if all(key in params for key in keys):
-                found = table.get(tuple(params[key] for key in keys))
-                if found is not None:
-                    return found
-        return None
-
-    return match
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,14 +305,6 @@ def child_tags(plan_name: str, config: PlannedConfig) -> dict[str, str]:
     }
 
 
-def stamp(client, run_id: str, tags: Mapping[str, str]) -> None:
-    from mlflow.entities import RunTag
-
-    from reg_callbacks.tracking import with_retries
-
-    with_retries(client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
 def terminate(client, run_id: str, status: str, reason: str) -> None:
     from reg_callbacks.tracking import with_retries
 
@@ -352,19 +315,15 @@ def terminate(client, run_id: str, status: str, reason: str) -> None:
 def find_child(
     client, experiment_ids: Sequence[str], parent_run_id: str, config: PlannedConfig
 ) -> StoredRun | None:
-    """The newest child of `parent_run_id` that ran `config` (by tag, else by params)."""
+    """The newest child of `parent_run_id` that ran `config`."""
     from reg_callbacks.tracking import with_retries
 
     page = with_retries(
         client.search_runs,
         list(experiment_ids),
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-        max_results=1000,
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' "
+        f"AND tags.config_hash = '{config.config_hash}'",
+        max_results=1,
         order_by=["attributes.start_time DESC"],
     )
-    match = _params_matcher([config])
-    for run in map(_stored, page):
-        digest = run.tags.get("config_hash")
-        if digest == config.config_hash or (digest is None and match(run.params) is not None):
-            return run
-    return None
+    return _stored(page[0]) if page else None

@@ -136,6 +136,8 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     """Run one config through its experiment's `run`; never raises (but for bugs here)."""
     from experiments.cli import config_from_dict
     from experiments.sweep_plan import load_experiment
+    from experiments.sweep_store import child_tags
+    from reg_callbacks.tracking import tags_for_children_of
 
     started = time.perf_counter()
     status, reason, summary = "FINISHED", "", {}
@@ -150,7 +152,8 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
         sys.modules["keras"].utils.clear_session()
     try:
         cfg = config_from_dict(module.Config, config.params, name=config.experiment)
-        summary = dict(module.run(cfg, **kwargs) or {})
+        with tags_for_children_of(settings.parent_run_id, child_tags(settings.sweep_name, config)):
+            summary = dict(module.run(cfg, **kwargs) or {})
     except KeyboardInterrupt as exc:
         status, reason, error = "KILLED", "interrupted (Ctrl-C)", exc
     except Exception as exc:
@@ -180,19 +183,17 @@ def table_values(summary: Mapping) -> dict:
 
 
 def _record(config, settings, run_id, error) -> str | None:
-    """Tag the child run with its config hash; create a FAILED one if none was created."""
+    """The config's run id; a FAILED run is created for a config that failed before its run."""
     from experiments import sweep_store
 
-    client = sweep_store.client_for(settings.tracking_uri)
-    if run_id is None:
-        found = sweep_store.find_child(
-            client, _experiment_ids(client, settings, config), settings.parent_run_id, config
-        )
-        run_id = found.run_id if found else None
-    tags = sweep_store.child_tags(settings.sweep_name, config)
     if run_id is not None:
-        sweep_store.stamp(client, run_id, tags)
         return run_id
+    client = sweep_store.client_for(settings.tracking_uri)
+    found = sweep_store.find_child(
+        client, _experiment_ids(client, settings, config), settings.parent_run_id, config
+    )
+    if found is not None:
+        return found.run_id
     if error is None or isinstance(error, KeyboardInterrupt):
         return None
     from reg_callbacks.tracking import RunRecorder
@@ -201,7 +202,7 @@ def _record(config, settings, run_id, error) -> str | None:
         settings.sweep_experiment,
         run_name=f"{config.experiment} {config.label}".strip(),
         params=config.params,
-        tags=tags,
+        tags=sweep_store.child_tags(settings.sweep_name, config),
         tracking_uri=settings.tracking_uri,
         parent_run_id=settings.parent_run_id,
     )

@@ -8,6 +8,8 @@ per number. No TensorFlow import here: the sweep's planner reads the store throu
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import getpass
 import hashlib
 import importlib.metadata
@@ -15,7 +17,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import mlflow
@@ -34,6 +36,25 @@ from mlflow.utils.mlflow_tags import (
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
 _VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "scikit-learn")
+_CHILD_TAGS: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
+    "child_tags", default=None
+)
+
+
+@contextlib.contextmanager
+def tags_for_children_of(parent_run_id: str, tags: Mapping[str, str]) -> Iterator[None]:
+    """Runs that a `RunRecorder` creates inside the block directly under `parent_run_id`
+    carry `tags` from the call that creates them.
+
+    A sweep stamps each config's run with its config hash this way: tags written in a later
+    call would be missing from a run whose process was killed in between, and the sweep could
+    not tell which config that run was.
+    """
+    token = _CHILD_TAGS.set((parent_run_id, {key: str(value) for key, value in tags.items()}))
+    try:
+        yield
+    finally:
+        _CHILD_TAGS.reset(token)
 
 
 def flatten(params: Mapping, prefix: str = "") -> dict[str, str]:
@@ -127,6 +148,15 @@ def get_or_create_experiment(
         return with_retries(client.get_experiment_by_name, name).experiment_id
 
 
+class ArtifactStoreError(RuntimeError):
+    """A run's artifact (plot, table, file) could not be stored: the disk is full, the
+    artifact directory is not writable, or the server refused the upload.
+
+    Raised inside a `RunRecorder` block, it ends the run FAILED with this message as its
+    `failure_reason`, so a resumed sweep runs the config again once the store is fixed.
+    """
+
+
 class RunRecorder:
     """Records one training run in MLflow; a context manager.
 
@@ -191,6 +221,9 @@ class RunRecorder:
         }
         if "seed" in self.params:
             tags.setdefault("seed", self.params["seed"])
+        inherited = _CHILD_TAGS.get()
+        if inherited is not None and inherited[0] == self.tags.get(MLFLOW_PARENT_RUN_ID):
+            tags.update(inherited[1])
         run = with_retries(self.client.create_run, experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         self.log_params(self.params)
@@ -267,13 +300,27 @@ class RunRecorder:
         return fingerprint
 
     def log_figure(self, figure, artifact_file: str) -> None:
-        with_retries(self.client.log_figure, self.run_id, figure, artifact_file)
+        self._store(artifact_file, self.client.log_figure, self.run_id, figure, artifact_file)
 
     def log_dict(self, dictionary: Mapping, artifact_file: str) -> None:
-        with_retries(self.client.log_dict, self.run_id, dict(dictionary), artifact_file)
+        self._store(
+            artifact_file, self.client.log_dict, self.run_id, dict(dictionary), artifact_file
+        )
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        with_retries(self.client.log_text, self.run_id, text, artifact_file)
+        self._store(artifact_file, self.client.log_text, self.run_id, text, artifact_file)
+
+    def log_file(self, local_path: str | Path) -> None:
+        """Store a local file as an artifact at the run's artifact root."""
+        self._store(Path(local_path).name, self.client.log_artifact, self.run_id, str(local_path))
+
+    def _store(self, artifact_file: str, log, *args) -> None:
+        try:
+            with_retries(log, *args)
+        except (OSError, MlflowException) as exc:  # requests' errors are OSErrors too
+            raise ArtifactStoreError(
+                f"cannot store artifact {artifact_file!r} of run {self.run_id}: {exc}"
+            ) from exc
 
     def keras_callback(self, *, flush_every: int = 10):
         """A Keras callback that logs every epoch's numeric `logs` to this run, batched."""

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -73,3 +74,47 @@ def test_sources_avoid_unsafe_calls(pattern, why):
         if re.search(pattern, line) and not line.lstrip().startswith("#")
     ]
     assert not offenders, f"{why}: {offenders}"
+
+
+# mkdir under /sys is refused by the kernel (EPERM, or EROFS where sysfs is read-only) even for
+# root, for whom a chmod-ed directory would still be writable. The full disk is a 4 KiB tmpfs
+# mounted over the artifact directory in a private mount namespace: nothing changes on the host.
+ARTIFACT_FAULTS = {
+    "no permission": (
+        "ln -s /sys {artifacts} && exec {command}",
+        "Operation not permitted|Permission denied|Read-only file system",
+    ),
+    "disk full": (
+        "mkdir {artifacts} && mount -t tmpfs -o size=4k tmpfs {artifacts} && exec {command}",
+        "No space left on device",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare")
+@pytest.mark.parametrize("fault", ARTIFACT_FAULTS)
+def test_a_failed_artifact_upload_is_one_line_and_a_failed_run(tmp_path, fault):
+    from mlflow.tracking import MlflowClient
+
+    artifacts = tmp_path / "artifacts"
+    client = MlflowClient()
+    experiment_id = client.create_experiment("toy", artifact_location=str(artifacts))
+    script, error = ARTIFACT_FAULTS[fault]
+    command = f"{sys.executable} -m experiments.toy --iterations 10"
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+        + [script.format(artifacts=artifacts, command=command)],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.startswith("run FAILED:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and "cannot store artifact" in lines[0], result.stderr[-2000:]
+    assert re.search(error, lines[0]), lines[0]
+    (run,) = client.search_runs([experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "ArtifactStoreError: " + lines[0].split(": ", 1)[1]

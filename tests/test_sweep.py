@@ -25,7 +25,6 @@ from experiments.sweep import output_file
 from experiments.sweep_plan import (
     build_plan,
     config_hash,
-    param_strings,
     parameter_grid,
     parse_set,
     preset_names,
@@ -93,13 +92,6 @@ def test_parameter_grid_matches_scikit_learn():
     ]
     for grid in grids:
         assert list(parameter_grid(grid)) == list(ParameterGrid(grid))
-
-
-def test_param_strings_are_what_the_run_recorder_stores():
-    from reg_callbacks.tracking import flatten
-
-    params = {"hidden": (20, 3), "lr": 0.5, "data": None, "augment": True, "name": "x"}
-    assert param_strings(params) == flatten(params)
 
 
 def test_config_hash_is_canonical_and_stable():
@@ -178,18 +170,14 @@ def test_reconcile_sorts_runs_for_resume(tmp_path):
         _run("a", "FINISHED", role="child", parent="old", digest=c1.config_hash, t=2),
         _run("dead", "RUNNING", role="parent", pid=11, t=3),
         _run("b", "FAILED", role="child", parent="dead", digest=c2.config_hash, t=4),
-        _run("c", "RUNNING", parent="dead", params=c3.mlflow_params, t=5),  # not yet tagged
-        _run("d", "FINISHED", parent="dead", params=c4.mlflow_params, t=6),  # not yet tagged
+        _run("c", "RUNNING", role="child", parent="dead", digest=c3.config_hash, t=5),
+        _run("d", "FINISHED", role="child", parent="dead", digest=c4.config_hash, t=6),
         _run("x", "FINISHED", t=7),  # a run of someone else's, ignored
     ]
     state = reconcile(plan, runs, alive=lambda tags: sweep_store.DEAD)
     assert set(state.finished) == {c1.config_hash, c4.config_hash}
     assert [p.run_id for p in state.stale_parents] == ["dead"]
     assert [r.run_id for r in state.orphans] == ["c"]
-    assert {r.run_id: c.config_hash for r, c in state.unstamped} == {
-        "c": c3.config_hash,
-        "d": c4.config_hash,
-    }
     assert state.last_status[c2.config_hash] == "FAILED"
     alive = reconcile(plan, runs, alive=lambda tags: sweep_store.ALIVE)
     assert [p.run_id for p in alive.live_parents] == ["dead"] and not alive.orphans

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
-from reg_callbacks.tracking import data_fingerprint, flatten
+from reg_callbacks.tracking import data_fingerprint, flatten, tags_for_children_of
 
 
 def test_flatten_nested_params_and_sequences():
@@ -82,6 +82,26 @@ def test_child_runs_nest_under_parent():
             pass
     tags = MlflowClient().get_run(child.run_id).data.tags
     assert tags["mlflow.parentRunId"] == parent.run_id
+
+
+def test_children_of_a_parent_carry_its_tags_from_creation():
+    with RunRecorder("sweep", run_name="parent") as parent:
+        with tags_for_children_of(parent.run_id, {"config_hash": "abc"}):
+            child = RunRecorder("sweep", parent_run_id=parent.run_id)
+            # Read before `__exit__`: the tag must be there while the run is RUNNING.
+            with child:
+                running = MlflowClient().get_run(child.run_id)
+                with RunRecorder("sweep", parent_run_id=child.run_id) as grandchild:
+                    pass
+        with RunRecorder("sweep", parent_run_id=parent.run_id) as after:
+            pass
+
+    def tags(recorder):
+        return MlflowClient().get_run(recorder.run_id).data.tags
+
+    assert running.info.status == "RUNNING" and running.data.tags["config_hash"] == "abc"
+    assert "config_hash" not in tags(grandchild) and "config_hash" not in tags(after)
+    assert "config_hash" not in tags(parent)
 
 
 def test_more_than_one_batch_of_params_and_metrics():
