@@ -117,23 +117,24 @@ def gradient_health(norms) -> str:
     Returns:
         "exploding" if any norm is non-finite or above `EXPLODING_NORM`, or the first
         layer's norm exceeds the last layer's by more than `RATIO_THRESHOLD`;
-        "vanishing" if every norm is below `VANISHING_NORM`, or the first layer's norm is
-        under the last layer's by more than `RATIO_THRESHOLD`; otherwise "healthy". The
-        first/last rules apply from `RATIO_MIN_LAYERS` layers on.
+        "vanishing" if the first layer's norm (or every norm) is below `VANISHING_NORM`:
+        no gradient reaches the input side, as with zeros initialization; or if the first
+        layer's norm is under the last layer's by more than `RATIO_THRESHOLD`; otherwise
+        "healthy". The first/last ratio rules apply from `RATIO_MIN_LAYERS` layers on.
     """
     values = np.asarray(list(norms.values()) if isinstance(norms, dict) else norms, float)
     if values.size == 0:
         raise ValueError("norms must hold at least one layer's gradient norm; got none.")
     if not np.all(np.isfinite(values)) or values.max() > EXPLODING_NORM:
         return EXPLODING
-    if values.max() < VANISHING_NORM:
-        return VANISHING
     first, last = values[0], values[-1]
+    if first < VANISHING_NORM:
+        return VANISHING
     if values.size < RATIO_MIN_LAYERS:
         return HEALTHY
     if last > 0 and first / last > RATIO_THRESHOLD:
         return EXPLODING
-    if first == 0 or (last > 0 and last / first > RATIO_THRESHOLD):
+    if last / first > RATIO_THRESHOLD:
         return VANISHING
     return HEALTHY
 

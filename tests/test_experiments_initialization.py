@@ -56,6 +56,9 @@ def test_reproduces_the_course(mlflow_store, init, train, dev):
     assert mlflow_run.data.params["init"] == init
     assert mlflow_run.data.metrics["train_error"] == pytest.approx(summary["train_error"])
     assert {"decision_boundary.png", "gradient_norms.png", "summary.json"} <= artifacts
+    # Zeros: no gradient reaches the hidden layers, so symmetry never breaks.
+    health = "vanishing" if init == "zeros" else "healthy"
+    assert mlflow_run.data.tags["gradient_health"] == summary["gradient_health"] == health
     if init == "zeros":
         assert summary["initial_cost"] == pytest.approx(0.6931, abs=1e-3)  # log 2, exactly 0.5
 

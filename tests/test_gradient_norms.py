@@ -96,6 +96,8 @@ def test_deep_linear_nets_scale_as_gain_to_the_depth(gain, health):
         ([1.0, float("nan")], "exploding"),
         ([float("inf"), 1.0], "exploding"),
         ([0.0, 1.0, 1.0, 1.0, 1.0], "vanishing"),
+        ([0.0, 0.0, 0.3], "vanishing"),  # zeros init: only the output bias gets a gradient
+        ([1e-9, 0.5, 0.3], "vanishing"),  # the input layer no longer moves, at any depth
     ],
 )
 def test_gradient_health_thresholds(norms, health):
