@@ -15,6 +15,7 @@ Tags the sweep writes (documented in the README's MLflow table):
 | `config_hash`      | child  | sha256 of experiment name + canonical params (16 hex) |
 | `sweep.experiment` | child  | the experiment module, e.g. `initialization`          |
 | `sweep.params`     | child  | the params varied in the sweep, `init=he seed=1`      |
+| `sweep.worker`     | child  | `host:pid` of the process (or Ray worker) that ran it  |
 | `sweep.host`       | parent | host, pid and process start time of the sweep, to     |
 | `sweep.pid`        | parent | tell a dead sweep's RUNNING runs from a live one's    |
 | `sweep.pid_start`  | parent |                                                       |
@@ -302,6 +303,7 @@ def child_tags(plan_name: str, config: PlannedConfig) -> dict[str, str]:
         "config_hash": config.config_hash,
         "sweep.experiment": config.experiment,
         "sweep.params": config.label or config.experiment,
+        "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,11 +18,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 from servers import (
-    kill_ray_worker,
     leftover_processes,
     mlflow_server,
     postgres,
@@ -108,14 +109,49 @@ def _children(url: str) -> list[dict]:
     ]
 
 
-def _wait_for(predicate, process, timeout: float, what: str) -> None:
+def _wait_for(probe, process, timeout: float, what: str):
+    """`probe()`'s first truthy value, polled until `timeout` or the sweep's end."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (value := probe()):
         if process.poll() is not None:
             raise AssertionError(f"the sweep ended ({process.returncode}) before {what}")
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.2)
+    return value
+
+
+def _kill_a_worker_mid_run(url: str, sweep, attempts: int = 3) -> None:
+    """SIGKILL the Ray worker running a RUNNING child (its `sweep.worker` tag names the pid).
+
+    A run seen RUNNING may finish before the kill lands; then another config's worker is
+    tried (never one config twice: a config killed twice is left FAILED for good).
+    """
+    tried = set()
+    for _ in range(attempts):
+        run = _wait_for(partial(_running_child, url, tried), sweep, 60, "a config ran")
+        tried.add(_tags(run)["config_hash"])
+        os.kill(int(_tags(run)["sweep.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        closed = partial(_closed_status, url, run["info"]["run_id"])
+        if _wait_for(closed, sweep, 120, "the killed run was closed") == "FAILED":
+            return
+    raise AssertionError(f"every run seen RUNNING finished before its worker was killed: {tried}")
+
+
+def _running_child(url: str, skip: set) -> dict | None:
+    return next(
+        (
+            r
+            for r in _children(url)
+            if r["info"]["status"] == "RUNNING" and _tags(r)["config_hash"] not in skip
+        ),
+        None,
+    )
+
+
+def _closed_status(url: str, run_id: str) -> str | None:
+    status = _api(url, f"runs/get?run_id={run_id}")["run"]["info"]["status"]
+    return None if status == "RUNNING" else status
 
 
 @pytest.mark.slow
@@ -144,13 +180,7 @@ def test_ray_sweep_survives_a_killed_worker_and_finishes_every_config_once(tmp_p
                 150,
                 "a config finished",
             )
-            _wait_for(
-                lambda: any(r["info"]["status"] == "RUNNING" for r in _children(url)),
-                sweep,
-                60,
-                "a config ran",
-            )
-            kill_ray_worker(address, "run_config_on_ray")
+            _kill_a_worker_mid_run(url, sweep)
             assert sweep.wait(timeout=180) == 0, log.read_text()
         finally:
             if sweep.poll() is None:
