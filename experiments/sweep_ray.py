@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from experiments.sweep_plan import PlannedConfig
 from experiments.sweep_workers import (
     GRACE_SECONDS,
-    MAX_ATTEMPTS,
     Result,
     WorkerSettings,
     run_config,
+    settle_lost,
 )
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -141,12 +141,7 @@ class RayPool:
         except ray.exceptions.RayError as exc:  # a bug in run_config, or Ray lost the result
             status, reason, retry = "FAILED", f"Ray {type(exc).__name__}: {_first_line(exc)}", False
         self.on_lost(config, status, reason)
-        attempts[config.index] = attempts.get(config.index, 0) + 1
-        if retry and attempts[config.index] < MAX_ATTEMPTS:
-            queue.appendleft(config)
-        else:
-            elapsed = round(time.perf_counter() - started, 3)
-            on_result(Result(config, status, elapsed, reason))
+        settle_lost(config, status, reason, retry, started, queue, attempts, on_result)
 
     def close(self, timeout: float = 10.0) -> None:
         """Force-cancel what still runs and disconnect from the cluster (it keeps running)."""

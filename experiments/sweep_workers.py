@@ -304,6 +304,16 @@ class _Worker:
         self.started = time.perf_counter()
 
 
+def settle_lost(config, status, reason, retry, started, queue, attempts, on_result) -> None:
+    """A config whose worker was lost: queued again if `retry` and it has attempts left
+    (`MAX_ATTEMPTS` in all), else reported with `status` and `reason`."""
+    attempts[config.index] = attempts.get(config.index, 0) + 1
+    if retry and attempts[config.index] < MAX_ATTEMPTS:
+        queue.appendleft(config)
+    else:
+        on_result(Result(config, status, round(time.perf_counter() - started, 3), reason))
+
+
 class WorkerPool:
     """`size` worker processes that run `PlannedConfig`s; see the module docstring.
 
@@ -411,12 +421,8 @@ class WorkerPool:
         status = "KILLED" if stopping else "FAILED"
         reason = f"worker process died ({_describe_exit(worker.process.exitcode)})"
         self.on_lost(config, status, reason)
-        attempts[config.index] = attempts.get(config.index, 0) + 1
-        if not stopping and attempts[config.index] < MAX_ATTEMPTS:
-            queue.appendleft(config)
-        else:
-            elapsed = round(time.perf_counter() - worker.started, 3)
-            on_result(Result(config, status, elapsed, reason))
+        retry = not stopping
+        settle_lost(config, status, reason, retry, worker.started, queue, attempts, on_result)
         if not stopping:
             self._replace(self.workers.index(worker), had_config=True)
 
