@@ -38,7 +38,7 @@ from typing import Literal
 
 from experiments.cli import main
 from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp
+from experiments.models import binary_mlp_for
 from experiments.runner import tracked_run
 
 Regime = Literal["all", "underfit", "overfit", "both", "good"]
@@ -115,18 +115,6 @@ def make_data(cfg: Config, n_train: int | None = None) -> DataSplit:
     )
 
 
-def build_model(cfg: Config):
-    return binary_mlp(
-        n_features=2,
-        width=cfg.width,
-        depth=cfg.depth,
-        l2=cfg.l2,
-        dropout=cfg.dropout,
-        learning_rate=cfg.learning_rate,
-        seed=cfg.seed,
-    )
-
-
 def learning_curve(cfg: Config, known: dict[int, tuple[float, float]]) -> dict[str, list]:
     """Train/dev error of `cfg`'s net trained afresh on nested prefixes of one training pool.
 
@@ -144,7 +132,7 @@ def learning_curve(cfg: Config, known: dict[int, tuple[float, float]]) -> dict[s
             train_error, dev_error = known[size]
         else:
             x, y = pool.x_train[:size], pool.y_train[:size]
-            model = build_model(cfg)
+            model = binary_mlp_for(cfg)
             train(
                 model, x, y, iterations=cfg.iterations, log_every=cfg.iterations, jit_compile=False
             )
@@ -159,7 +147,7 @@ def run_regime(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment
     from reg_callbacks import diagnose, plots
 
     data = make_data(cfg)
-    model = build_model(cfg)
+    model = binary_mlp_for(cfg)
     with tracked_run(
         cfg,
         data,

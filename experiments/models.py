@@ -31,3 +31,11 @@ def binary_mlp(
     model = keras.Sequential(layers, name=f"mlp_{width}x{depth}")
     model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy")
     return model
+
+
+MLP_FIELDS = ("width", "depth", "l2", "dropout", "learning_rate", "seed")
+
+
+def binary_mlp_for(cfg, n_features: int = 2):
+    """`binary_mlp` with the `MLP_FIELDS` of an experiment's config."""
+    return binary_mlp(n_features=n_features, **{field: getattr(cfg, field) for field in MLP_FIELDS})

@@ -36,7 +36,7 @@ from typing import Literal
 
 from experiments.cli import main
 from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp
+from experiments.models import binary_mlp_for
 from experiments.runner import tracked_run
 from reg_callbacks.diagnosis import DEFAULT_BIAS_THRESHOLD, DEFAULT_VARIANCE_THRESHOLD
 
@@ -167,24 +167,12 @@ def make_data(cfg: Config) -> DataSplit:
     return flipped_boundary(cfg.n_train, cfg.n_dev, cfg.flip_prob, cfg.seed)
 
 
-def build_model(cfg: Config):
-    return binary_mlp(
-        n_features=2,
-        width=cfg.width,
-        depth=cfg.depth,
-        l2=cfg.l2,
-        dropout=cfg.dropout,
-        learning_rate=cfg.learning_rate,
-        seed=cfg.seed,
-    )
-
-
 def train_round(cfg: Config, number: int, change: str, **run_args) -> dict:
     """One round as one MLflow child run; its summary plus the diagnosis against the targets."""
     from reg_callbacks import diagnose
 
     data = make_data(cfg)
-    model = build_model(cfg)
+    model = binary_mlp_for(cfg)
     with tracked_run(
         cfg,
         data,
