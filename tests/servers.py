@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -513,3 +515,44 @@ def kill_ray_worker(address: str, task: str | None = None, *, timeout: float = 6
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+# ---------------------------------------------------------------------------------------------
+# The MLflow REST API, as any external client uses it
+
+
+def mlflow_api(url: str, endpoint: str, payload: dict | None = None) -> dict:
+    """GET `endpoint` of the server at `url` (POST `payload` as JSON if given)."""
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{endpoint}",
+        data=None if payload is None else json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="GET" if payload is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def search_runs(url: str, experiment: str, page_size: int = 50) -> list[dict]:
+    """Every run of `experiment` through `runs/search`, page by page; [] if it doesn't exist."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        found = mlflow_api(url, f"experiments/get-by-name?{query}")
+    except urllib.error.HTTPError:
+        return []
+    runs, token = [], None
+    while True:
+        payload = {"experiment_ids": [found["experiment"]["experiment_id"]]}
+        payload["max_results"] = page_size
+        if token:
+            payload["page_token"] = token
+        page = mlflow_api(url, "runs/search", payload)
+        runs.extend(page.get("runs", []))
+        token = page.get("next_page_token")
+        if not token:
+            return runs
+
+
+def run_tags(run: dict) -> dict[str, str]:
+    """A REST run's tags as a dict."""
+    return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from servers import mlflow_api, run_tags
 
 pytestmark = pytest.mark.slow
 
@@ -197,17 +198,6 @@ def _runs(ui: Ui) -> list:
 # The REST API, as an external client uses it
 
 
-def _post(ui: Ui, endpoint: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        f"{ui.url}/api/2.0/mlflow/{endpoint}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
 def _get(ui: Ui, path: str) -> bytes:
     with urllib.request.urlopen(f"{ui.url}{path}", timeout=30) as response:
         assert response.status == 200, path
@@ -216,7 +206,7 @@ def _get(ui: Ui, path: str) -> bytes:
 
 def test_rest_experiments_search_lists_the_stores_experiments(ui):
     expected = {e.experiment_id: e.name for e in ui.client().search_experiments()}
-    response = _post(ui, "experiments/search", {"max_results": 1000})
+    response = mlflow_api(ui.url, "experiments/search", {"max_results": 1000})
     assert {e["experiment_id"]: e["name"] for e in response["experiments"]} == expected
     assert {run.info.experiment_id for run in _runs(ui)} <= set(expected)
 
@@ -225,7 +215,8 @@ def test_rest_runs_search_returns_the_same_runs_params_and_tags(ui):
     client = ui.client()
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     expected = {run.info.run_id: run for run in client.search_runs(experiment_ids)}
-    response = _post(ui, "runs/search", {"experiment_ids": experiment_ids, "max_results": 1000})
+    query = {"experiment_ids": experiment_ids, "max_results": 1000}
+    response = mlflow_api(ui.url, "runs/search", query)
     got = {run["info"]["run_id"]: run for run in response["runs"]}
     assert got.keys() == expected.keys()
     for run_id, run in got.items():
@@ -239,10 +230,11 @@ def test_rest_runs_search_returns_the_same_runs_params_and_tags(ui):
         assert metrics.keys() == want.data.metrics.keys()
         for key, value in want.data.metrics.items():
             assert math.isclose(metrics[key], value) or (math.isnan(value) and _isnan(metrics[key]))
-    diagnosed = [run for run in got.values() if _tag(run, "bias_variance")]
+    diagnosed = [run for run in got.values() if run_tags(run).get("bias_variance")]
     assert diagnosed, "no run in the REST answer has a bias_variance tag"
     for run in diagnosed:
-        assert _tag(run, "mlflow.note.content"), f"{run['info']['run_name']} has no description"
+        name = run["info"]["run_name"]
+        assert run_tags(run).get("mlflow.note.content"), f"{name} has no description"
 
 
 def test_runs_of_one_topic_log_the_same_metric_names(ui):
@@ -265,10 +257,6 @@ def test_rest_serves_each_runs_plots_as_the_ui_fetches_them(ui):
         served = _get(ui, f"/get-artifact?path=gradient_norms.png&run_uuid={run.info.run_id}")
         local = Path(ui.client().download_artifacts(run.info.run_id, "gradient_norms.png"))
         assert served == local.read_bytes()
-
-
-def _tag(run: dict, key: str) -> str | None:
-    return next((t["value"] for t in run["data"].get("tags", []) if t["key"] == key), None)
 
 
 def _isnan(value) -> bool:

@@ -14,9 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -24,10 +21,13 @@ from pathlib import Path
 import pytest
 from servers import (
     leftover_processes,
+    mlflow_api,
     mlflow_server,
     postgres,
     postgres_bindir,
     ray_head,
+    run_tags,
+    search_runs,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,45 +67,11 @@ def _sweep(tmp_path: Path, *args: str, env: dict | None = None, **kwargs):
     )
 
 
-def _api(url: str, endpoint: str, payload: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/{endpoint}",
-        data=None if payload is None else json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="GET" if payload is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def search_runs(url: str, experiment: str, page_size: int = 10) -> list[dict]:
-    """Every run of `experiment` through `runs/search`, page by page; [] if it doesn't exist."""
-    query = urllib.parse.urlencode({"experiment_name": experiment})
-    try:
-        experiment_id = _api(url, f"experiments/get-by-name?{query}")["experiment"]["experiment_id"]
-    except urllib.error.HTTPError:
-        return []
-    runs, token = [], None
-    while True:
-        payload = {"experiment_ids": [experiment_id], "max_results": page_size}
-        if token:
-            payload["page_token"] = token
-        page = _api(url, "runs/search", payload)
-        runs.extend(page.get("runs", []))
-        token = page.get("next_page_token")
-        if not token:
-            return runs
-
-
-def _tags(run: dict) -> dict:
-    return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
-
-
 def _children(url: str) -> list[dict]:
     return [
         r
         for r in search_runs(url, f"sweep-{SWEEP}")
-        if _tags(r).get("sweep.role") != "parent" and "mlflow.parentRunId" in _tags(r)
+        if run_tags(r).get("sweep.role") != "parent" and "mlflow.parentRunId" in run_tags(r)
     ]
 
 
@@ -130,8 +96,8 @@ def _kill_a_worker_mid_run(url: str, sweep, attempts: int = 3) -> None:
     tried = set()
     for _ in range(attempts):
         run = _wait_for(partial(_running_child, url, tried), sweep, 60, "a config ran")
-        tried.add(_tags(run)["config_hash"])
-        os.kill(int(_tags(run)["sweep.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        tried.add(run_tags(run)["config_hash"])
+        os.kill(int(run_tags(run)["sweep.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         closed = partial(_closed_status, url, run["info"]["run_id"])
         if _wait_for(closed, sweep, 120, "the killed run was closed") == "FAILED":
             return
@@ -143,14 +109,14 @@ def _running_child(url: str, skip: set) -> dict | None:
         (
             r
             for r in _children(url)
-            if r["info"]["status"] == "RUNNING" and _tags(r)["config_hash"] not in skip
+            if r["info"]["status"] == "RUNNING" and run_tags(r)["config_hash"] not in skip
         ),
         None,
     )
 
 
 def _closed_status(url: str, run_id: str) -> str | None:
-    status = _api(url, f"runs/get?run_id={run_id}")["run"]["info"]["status"]
+    status = mlflow_api(url, f"runs/get?run_id={run_id}")["run"]["info"]["status"]
     return None if status == "RUNNING" else status
 
 
@@ -189,9 +155,9 @@ def test_ray_sweep_survives_a_killed_worker_and_finishes_every_config_once(tmp_p
 
         children = _children(url)
         finished = Counter(
-            _tags(r)["config_hash"] for r in children if r["info"]["status"] == "FINISHED"
+            run_tags(r)["config_hash"] for r in children if r["info"]["status"] == "FINISHED"
         )
-        others = [(_tags(r).get("config_hash"), r["info"]["status"]) for r in children]
+        others = [(run_tags(r).get("config_hash"), r["info"]["status"]) for r in children]
         others = [(h, s) for h, s in others if s != "FINISHED"]
         assert len(finished) == 16 and set(finished.values()) == {1}, finished
         assert others and all(h in finished and s == "FAILED" for h, s in others), others

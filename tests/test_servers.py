@@ -9,12 +9,8 @@ Needs `pip install -e ".[ray,postgres]"` and PostgreSQL's server binaries (Debia
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -28,6 +24,8 @@ from servers import (
     postgres,
     postgres_bindir,
     ray_head,
+    run_tags,
+    search_runs,
 )
 
 
@@ -84,49 +82,16 @@ def record_slowly(tracking_uri: str, experiment: str, name: str, seconds: float)
     return os.getpid()
 
 
-def _api(url: str, endpoint: str, payload: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/{endpoint}",
-        data=None if payload is None else json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="GET" if payload is None else "POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def search_runs(url: str, experiment: str, page_size: int = 50) -> list[dict]:
-    """Every run of `experiment` through the REST API, page by page."""
-    query = urllib.parse.urlencode({"experiment_name": experiment})
-    experiment_id = _api(url, f"experiments/get-by-name?{query}")["experiment"]["experiment_id"]
-    runs, token = [], None
-    while True:
-        payload = {"experiment_ids": [experiment_id], "max_results": page_size}
-        if token:
-            payload["page_token"] = token
-        page = _api(url, "runs/search", payload)
-        runs.extend(page.get("runs", []))
-        token = page.get("next_page_token")
-        if not token:
-            return runs
-
-
 def _wait_for_run(url: str, experiment: str, name: str, timeout: float = 60.0) -> None:
     """Until `name`'s run is RUNNING, i.e. the task got past creating it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            runs = search_runs(url, experiment)
-        except urllib.error.HTTPError:  # the experiment doesn't exist yet
-            runs = []
-        if any(_tag(r, "config_hash") == name and r["info"]["status"] == "RUNNING" for r in runs):
+        runs = search_runs(url, experiment)  # [] until the experiment exists
+        running = [run_tags(r).get("config_hash") for r in runs if r["info"]["status"] == "RUNNING"]
+        if name in running:
             return
         time.sleep(0.1)
     raise TimeoutError(f"no RUNNING run {name!r} in {experiment!r} after {timeout:.0f} s")
-
-
-def _tag(run: dict, key: str) -> str | None:
-    return next((tag["value"] for tag in run["data"].get("tags", []) if tag["key"] == key), None)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +148,7 @@ def test_200_runs_from_8_processes_land_finished_exactly_once(tracking_server):
 
     runs = search_runs(tracking_server, experiment)
     statuses = Counter(run["info"]["status"] for run in runs)
-    per_config = Counter(_tag(run, "config_hash") for run in runs)
+    per_config = Counter(run_tags(run).get("config_hash") for run in runs)
     duplicated = {config: count for config, count in per_config.items() if count > 1}
     assert (len(per_config), duplicated, statuses) == (200, {}, {"FINISHED": 200})
     assert sorted(run["info"]["run_id"] for run in runs) == sorted(
@@ -204,7 +169,7 @@ def test_ray_tasks_record_runs_into_the_server(tracking_server, ray_cluster):
     assert len(set(pids)) >= 1
     runs = search_runs(tracking_server, experiment)
     assert Counter(run["info"]["status"] for run in runs) == {"FINISHED": 8}
-    assert sorted(_tag(run, "config_hash") for run in runs) == sorted(
+    assert sorted(run_tags(run).get("config_hash") for run in runs) == sorted(
         f"task {index}" for index in range(8)
     )
 
@@ -231,7 +196,7 @@ def test_a_killed_ray_worker_is_retried_or_reported(tracking_server, ray_cluster
         ray.get(reported, timeout=120)
 
     statuses = Counter(
-        (_tag(run, "config_hash"), run["info"]["status"])
+        (run_tags(run).get("config_hash"), run["info"]["status"])
         for run in search_runs(tracking_server, experiment)
     )
     assert statuses == {
