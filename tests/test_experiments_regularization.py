@@ -67,6 +67,7 @@ def test_moons_bayes_error():
         ({"keep_prob": 0.0}, "keep_prob must be in (0, 1]; got 0.0."),
         ({"lambd": -1.0}, "lambd must be >= 0; got -1.0."),
         ({"patience": 0}, "patience must be >= 1"),
+        ({"n_train": 0}, "n_train must be >= 1; got 0."),
         ({"hidden": ()}, "hidden must be positive layer widths"),
         ({"dev_data": "dev.npz"}, "dev_data needs data"),
     ],
@@ -96,22 +97,28 @@ def _finished_run(run_id):
 
 
 @pytest.mark.slow
-def test_unregularized_net_overfits_and_l2_closes_the_gap():
+def test_unregularized_net_overfits_and_l2_and_dropout_close_the_gap():
     none = regularization.run(Config(variant="none"))
     l2 = regularization.run(Config(variant="l2"))
-    bayes = regularization.moons_bayes_error(0.3)
+    dropout = regularization.run(Config(variant="dropout"))
+    bayes = regularization.moons_bayes_error(Config().noise)
+    decay = 1 - 0.3 * 0.7 / Config().n_train
     # The unregularized net fits noise: train error below the Bayes error, a gap over 5 points.
     assert none["train_error"] < bayes and none["variance"] > 0.05
     assert none["label"] == "high variance"
-    assert l2["variance"] < none["variance"] - 0.01 and l2["dev_error"] <= none["dev_error"]
+    assert l2["variance"] < none["variance"] - 0.05 and l2["dev_error"] < none["dev_error"]
     assert l2["weight_sq_norm"] < 0.2 * none["weight_sq_norm"]
-    assert l2["weight_decay_factor"] == pytest.approx(1 - 0.3 * 0.7 / 211)
-    for summary in (none, l2):
+    # Dropout is milder (measured: gap 5.6 against 11.4 points, dev error 0.096 against 0.114).
+    assert dropout["variance"] < none["variance"] - 0.03
+    assert dropout["dev_error"] < none["dev_error"]
+    assert l2["weight_decay_factor"] == pytest.approx(decay)
+    for summary in (none, l2, dropout):
         run, artifacts = _finished_run(summary["run_id"])
         assert run.data.tags["bias_variance"] == summary["label"]
         assert float(run.data.tags["bayes_error"]) == pytest.approx(bayes)
         assert {"decision_boundary.png", "errors.png", "summary.json"} <= artifacts
-    assert run.data.metrics["weight_decay_factor"] == pytest.approx(1 - 0.3 * 0.7 / 211)
+    l2_run, _ = _finished_run(l2["run_id"])
+    assert l2_run.data.metrics["weight_decay_factor"] == pytest.approx(decay)
 
 
 @pytest.mark.slow
@@ -131,14 +138,12 @@ def test_early_stopping_records_stopped_and_best_and_restores_best():
 
 
 @pytest.mark.slow
-def test_l1_makes_weights_sparse_and_dropout_trains():
+def test_l1_makes_weights_sparse():
     l1 = regularization.run(Config(variant="l1", iterations=5000))
-    assert l1["sparsity"] > 0.5 and l1["variance"] < 0.05  # measured 0.80 and 0.034
-    dropout = regularization.run(Config(variant="dropout", iterations=2000))
-    assert dropout["train_error"] < 0.2
-    for summary in (l1, dropout):
-        run, artifacts = _finished_run(summary["run_id"])
-        assert "bias_variance" in run.data.tags and "decision_boundary.png" in artifacts
+    # Measured 0.40 and -0.024; the unregularized net has 0-1 % of its weights below 1e-3.
+    assert l1["sparsity"] > 0.3 and l1["variance"] < 0.05
+    run, artifacts = _finished_run(l1["run_id"])
+    assert "bias_variance" in run.data.tags and "decision_boundary.png" in artifacts
 
 
 @pytest.mark.slow
