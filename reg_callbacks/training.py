@@ -129,9 +129,6 @@ def train(
     callback_list = keras.callbacks.CallbackList(
         callbacks, add_history=True, model=model, verbose=0, epochs=epochs, steps=log_every
     )
-    run_steps = compiled_for_model(
-        model, ("train", batch_size is None), _steps_function, jit_compile=jit_compile
-    )
     evaluate = None
     if validation_data is not None:
         # A plain graph: run once an interval, it would not repay XLA's seconds of compilation.
@@ -147,19 +144,26 @@ def train(
     for epoch in range(epochs):
         steps = min(log_every, iterations - epoch * log_every)
         callback_list.on_epoch_begin(epoch)
+        probes = _interval_probes(probing, epoch)
+        layout = tuple((function, len(inputs)) for _, function, inputs in probes)
+        run_steps = compiled_for_model(
+            model, ("train", batch_size is None, layout), _steps_function, jit_compile=jit_compile
+        )
+        probe_inputs = [tensor for _, _, inputs in probes for tensor in inputs]
         if batches is None:
-            logs = run_steps(x, y, tf.constant(steps))
+            logs, probed = run_steps(x, y, tf.constant(steps), *probe_inputs)
         else:
             first = int(model.optimizer.iterations.numpy())
-            logs = run_steps(x, y, tf.constant(batches.indices(first, steps)))
+            order = tf.constant(batches.indices(first, steps))
+            logs, probed = run_steps(x, y, order, *probe_inputs)
         logs = {name: float(value) for name, value in logs.items()}
+        for (callback, _, _), values in zip(probes, probed, strict=True):
+            callback.set_interval_probe_values(epoch, tf.nest.map_structure(np.asarray, values))
         if evaluate is not None:
             val_logs = evaluate(*validation_data)
             logs.update({f"val_{name}": float(value) for name, value in val_logs.items()})
         if verbose:
             print(f"Cost after iteration {epoch * log_every + steps}: {logs['loss']:.6f}")
-        if probing:
-            _run_interval_probes(model, probing, epoch)
         callback_list.on_epoch_end(epoch, logs)
         if not math.isfinite(logs["loss"]):
             iteration = epoch * log_every + steps
@@ -173,64 +177,54 @@ def train(
     return model.history
 
 
-def _steps_function(model_ref, full_batch: bool):
-    """`run(x, y, steps | batch_indices)`: that many train steps; the last step's logs."""
+def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
+    """`run(x, y, steps | batch_indices, *probe_inputs)`: that many train steps, then probes.
+
+    Returns the last step's logs and, on the weights that step left, each probe's
+    `function(model, *its_inputs)` (`probe_layout` is `((function, n_inputs), ...)`). The
+    probes are in the same compiled call because a TensorFlow call costs ~0.5-2 ms on a
+    2-core CPU whatever it computes: a separate call for them cost 5-8 % of an interval of
+    1000 steps of 2-20-3-1 (measured with `benchmarks/bench_training.py`).
+    """
 
     def last_step_logs(model, batch):
         for metric in model.metrics:
             metric.reset_state()
         return model.train_step(batch)
 
+    def probe(model, inputs):
+        outputs, start = [], 0
+        for function, count in probe_layout:
+            outputs.append(function(model, *inputs[start : start + count]))
+            start += count
+        return outputs
+
     if full_batch:
 
-        def run(x, y, steps):
+        def run(x, y, steps, *probe_inputs):
             model = model_ref()
             for _ in tf.range(steps - 1):
                 model.train_step((x, y))
-            return last_step_logs(model, (x, y))
+            return last_step_logs(model, (x, y)), probe(model, probe_inputs)
 
     else:
 
-        def run(x, y, batch_indices):
+        def run(x, y, batch_indices, *probe_inputs):
             model = model_ref()
             for i in tf.range(tf.shape(batch_indices)[0] - 1):
                 rows = batch_indices[i]
                 model.train_step((tf.gather(x, rows), tf.gather(y, rows)))
             rows = batch_indices[-1]
-            return last_step_logs(model, (tf.gather(x, rows), tf.gather(y, rows)))
+            logs = last_step_logs(model, (tf.gather(x, rows), tf.gather(y, rows)))
+            return logs, probe(model, probe_inputs)
 
     return run
 
 
-def _run_interval_probes(model, callbacks, epoch) -> None:
-    """One compiled call for every callback's `interval_probe(epoch)`; hands out the values.
-
-    A TensorFlow function call costs ~0.3-0.5 ms on a 2-core CPU, mostly fixed, and the
-    first after an interval's long call more: two callbacks calling their own functions
-    spent ~1 ms an interval, 4 % of the 1000 steps of 2-20-3-1, against ~0.55 ms for one
-    call computing both.
-    """
-    requests = [(cb, cb.interval_probe(epoch)) for cb in callbacks]
-    requests = [(cb, probe) for cb, probe in requests if probe is not None]
-    if not requests:
-        return
-    layout = tuple((function, len(inputs)) for _, (function, inputs) in requests)
-    run = compiled_for_model(model, ("probes", layout), _probes_function, jit_compile=False)
-    inputs = [tensor for _, (_, probe_inputs) in requests for tensor in probe_inputs]
-    outputs = run(*inputs)
-    for (callback, _), values in zip(requests, outputs, strict=True):
-        callback.set_interval_probe_values(epoch, tf.nest.map_structure(np.asarray, values))
-
-
-def _probes_function(model_ref, layout):
-    def run(*inputs):
-        model, outputs, start = model_ref(), [], 0
-        for function, count in layout:
-            outputs.append(function(model, *inputs[start : start + count]))
-            start += count
-        return outputs
-
-    return run
+def _interval_probes(callbacks, epoch) -> list[tuple]:
+    """`(callback, function, inputs)` for each callback with a probe for this interval."""
+    requests = ((callback, callback.interval_probe(epoch)) for callback in callbacks)
+    return [(callback, *probe) for callback, probe in requests if probe is not None]
 
 
 def _evaluate_function(model_ref):

@@ -13,7 +13,14 @@ from keras.src import backend as keras_backend
 from sklearn.datasets import make_moons
 
 import reg_callbacks.training as training
-from reg_callbacks import GradientNormLogger, TrainingDiverged, layer_gradient_norms, train
+from reg_callbacks import (
+    BiasVarianceCallback,
+    GradientNormLogger,
+    TrainingDiverged,
+    classification_error,
+    layer_gradient_norms,
+    train,
+)
 from reg_callbacks.bias_variance import predict
 from reg_callbacks.mlflow_callback import RecorderCallback
 from reg_callbacks.training import _steps_function, compiled_for_model, counter_based_dropout
@@ -71,6 +78,25 @@ def test_logs_are_the_exact_cost_at_the_last_step_of_each_interval(moons):
     exact = float(keras.losses.binary_crossentropy(y, model(x)).numpy().mean())
     # logs["loss"] is the cost before the last update; one more step moves it very little
     assert history.history["loss"][-1] == pytest.approx(exact, abs=2e-3)
+
+
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_callbacks_probed_inside_the_compiled_call_see_the_interval_end_weights(moons, batch_size):
+    x, y = moons
+    x_dev, y_dev = x[::-1].copy(), 1 - y[::-1]
+    errors = BiasVarianceCallback((x, y), (x_dev, y_dev), every=2)  # probed every other call
+    norms = GradientNormLogger((x[:50], y[:50]))
+    model = course_net(l2=0.01, dropout=0.2)
+    history = train(
+        model, x, y, iterations=50, log_every=10, batch_size=batch_size, callbacks=[errors, norms]
+    )
+    assert errors.history["epoch"] == [1, 3, 4]
+    assert errors.history["dev_error"][-1] == classification_error(y_dev, predict(model, x_dev))
+    assert errors.history["train_error"][-1] == classification_error(y, predict(model, x))
+    expected = layer_gradient_norms(model, x[:50], y[:50])
+    assert len(history.history["loss"]) == 5 and set(expected) <= set(history.history)
+    for name, value in expected.items():
+        assert history.history[name][-1] == pytest.approx(value, rel=1e-4)
 
 
 def test_early_stopping_patience_counts_intervals(moons):
@@ -140,13 +166,13 @@ def test_compiled_loop_is_reused_and_rebuilt_after_compile(moons):
     x, y = moons
     model = course_net()
     train(model, x, y, iterations=20, log_every=10)
-    steps = compiled_for_model(model, ("train", True), _steps_function)
+    steps = compiled_for_model(model, ("train", True, ()), _steps_function)
     train(model, x, y, iterations=20, log_every=10)
-    assert compiled_for_model(model, ("train", True), _steps_function) is steps
+    assert compiled_for_model(model, ("train", True, ()), _steps_function) is steps
     model.compile(keras.optimizers.SGD(0.0), "binary_crossentropy")  # a new optimizer
     before = model.get_weights()
     train(model, x, y, iterations=20, log_every=10)
-    assert compiled_for_model(model, ("train", True), _steps_function) is not steps
+    assert compiled_for_model(model, ("train", True, ()), _steps_function) is not steps
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the new optimizer's learning rate 0 was used
 
