@@ -50,9 +50,25 @@ class RecorderCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._rows = []
         self._writes = []
+        self._probed = None
+
+    def interval_probe(self, epoch):
+        """For `train`: the step count, read inside the interval's compiled call.
+
+        Reading a variable on its own is a TensorFlow call, ~0.5 ms on a 2-core CPU: 2 % of
+        an interval of 1000 steps of the course's net.
+        """
+        return (optimizer_iterations, ()) if self.model.optimizer else None
+
+    def set_interval_probe_values(self, epoch, values):
+        self._probed = (epoch, int(values))
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else epoch
+        probed, self._probed = self._probed, None
+        if probed is not None and probed[0] == epoch:
+            step = probed[1]
+        else:
+            step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else epoch
         self._rows.append((step, dict(logs or {})))
         self._raise_failed_write()
         if len(self._rows) >= self.flush_every:
@@ -85,3 +101,8 @@ class RecorderCallback(keras.callbacks.Callback):
                 self._writes.remove(write)
                 raise write.exception()
         self._writes = [write for write in self._writes if not write.done()]
+
+
+def optimizer_iterations(model):
+    """Graph code: the optimizer's step count (`RecorderCallback`'s interval probe)."""
+    return keras.ops.convert_to_tensor(model.optimizer.iterations)

@@ -137,6 +137,7 @@ def train(
     batches = _BatchOrder(n_samples, batch_size, shuffle_seed) if batch_size else None
     probing = [cb for cb in callback_list.callbacks if hasattr(cb, "interval_probe")]
 
+    first_step = int(model.optimizer.iterations.numpy()) if batches is not None else 0
     model.stop_training = False
     callback_list.on_train_begin()
     logs = {}
@@ -153,8 +154,7 @@ def train(
         if batches is None:
             logs, probed = run_steps(x, y, tf.constant(steps), *probe_inputs)
         else:
-            first = int(model.optimizer.iterations.numpy())
-            order = tf.constant(batches.indices(first, steps))
+            order = tf.constant(batches.indices(first_step + epoch * log_every, steps))
             logs, probed = run_steps(x, y, order, *probe_inputs)
         logs = {name: float(value) for name, value in logs.items()}
         for (callback, _, _), values in zip(probes, probed, strict=True):
