@@ -91,12 +91,12 @@ def train(
         validation_data: `(x_dev, y_dev)`; adds `val_`-prefixed loss and metrics to the logs
             at the end of every interval, evaluated as `model.evaluate` would.
         callbacks: Keras callbacks, driven exactly as `fit` drives them. A callback with
-            an `interval_probe(epoch)` method (`BiasVarianceCallback`, `GradientNormLogger`)
-            may return `(function, input_tensors)`: `function(model, *input_tensors)`, graph
-            code, then runs inside the interval's compiled call, right after its last step,
-            and the callback gets the NumPy values through `set_interval_probe_values(epoch,
-            values)` before `on_epoch_end`. An interval whose callbacks ask for a different
-            set of probes compiles its own loop (once).
+            an `interval_probe(epoch)` method (`BiasVarianceCallback`, `GradientNormLogger`,
+            `RecorderCallback`) may return `(function, input_tensors)`: `function(model,
+            *input_tensors)`, graph code, then runs inside the interval's compiled call,
+            right after its last step, and the callback gets the NumPy values through
+            `set_interval_probe_values(epoch, values)` before `on_epoch_end`. An interval
+            whose callbacks ask for a different set of probes compiles its own loop (once).
         shuffle_seed: Seed of the mini-batch order.
         jit_compile: `True` for XLA, `False` for a plain `tf.function`, `"auto"` for XLA with
             a fall-back to a plain graph when a layer has no XLA kernel. Under XLA, Keras
