@@ -23,7 +23,7 @@ from reg_callbacks.diagnosis import (
     Diagnosis,
     diagnose,
 )
-from reg_callbacks.training import compiled_for_model
+from reg_callbacks.training import IntervalProbed, compiled_for_model
 
 LOG_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance")
 
@@ -74,7 +74,7 @@ def classification_error(y_true, y_pred) -> float:
     return float(np.mean(predicted != labels))
 
 
-class BiasVarianceCallback(keras.callbacks.Callback):
+class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
     """Logs train error, dev error, avoidable bias and variance; keeps the diagnosis.
 
     Every `every` epochs (and at the end of training) the model predicts the train and dev
@@ -157,9 +157,6 @@ class BiasVarianceCallback(keras.callbacks.Callback):
             return None
         return forward_pass, inputs
 
-    def set_interval_probe_values(self, epoch, values):
-        self._probed = (epoch, values)
-
     def _evaluate(self, epoch, logs):
         train_predictions, dev_predictions = self._predictions(epoch)
         train_error = self._error(self.train_data[1], train_predictions)
@@ -180,13 +177,12 @@ class BiasVarianceCallback(keras.callbacks.Callback):
 
     def _predictions(self, epoch):
         """Train and dev predictions: `train`'s probe values, else one compiled call."""
-        probed, self._probed = getattr(self, "_probed", None), None
-        inputs = self._forward_inputs()
-        if probed is not None and probed[0] == epoch:
-            outputs = probed[1]
-        elif inputs is None:  # nested inputs (a multi-input model)
-            return predict(self.model, self.train_data[0]), predict(self.model, self.dev_data[0])
-        else:
+        outputs = self.take_probe_values(epoch)
+        if outputs is None:
+            inputs = self._forward_inputs()
+            if inputs is None:  # nested inputs (a multi-input model)
+                x_train, x_dev = self.train_data[0], self.dev_data[0]
+                return predict(self.model, x_train), predict(self.model, x_dev)
             key = ("forward_pass",)
             run = compiled_for_model(self.model, key, _forward_pass_function, jit_compile=False)
             outputs = [np.asarray(output) for output in run(*inputs)]

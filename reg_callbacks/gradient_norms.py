@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reg_callbacks.training import compiled_for_model
+from reg_callbacks.training import IntervalProbed, compiled_for_model
 
 KEY_PREFIX = "grad_norm/"
 HEALTHY, VANISHING, EXPLODING = "healthy", "vanishing", "exploding"
@@ -139,7 +139,7 @@ def gradient_health(norms) -> str:
     return HEALTHY
 
 
-class GradientNormLogger(keras.callbacks.Callback):
+class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
     """Logs each layer's gradient norm on a fixed probe batch and labels gradient health.
 
     Every `every` epochs it writes `grad_norm/<layer name>` into `logs`, appends to the
@@ -194,14 +194,11 @@ class GradientNormLogger(keras.callbacks.Callback):
             return None
         return stacked_gradient_norms, probe
 
-    def set_interval_probe_values(self, epoch, values):
-        self._probed = (epoch, values)
-
     def measure(self, epoch: int) -> dict[str, float]:
         """Measure now and record the result under `epoch` (-1: before training)."""
-        probed, self._probed = getattr(self, "_probed", None), None
-        if probed is not None and probed[0] == epoch:  # computed by `train` for this epoch
-            norms = _named(trainable_layers(self.model), probed[1])
+        probed = self.take_probe_values(epoch)
+        if probed is not None:  # computed by `train` for this epoch
+            norms = _named(trainable_layers(self.model), probed)
         else:
             norms = layer_gradient_norms(self.model, *(self._probe_tensors() or self.probe_data))
         for key, value in norms.items():

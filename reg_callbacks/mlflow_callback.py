@@ -16,8 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 
+from reg_callbacks.training import IntervalProbed
 
-class RecorderCallback(keras.callbacks.Callback):
+
+class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     """Logs numeric epoch logs to a `RunRecorder`'s run, `flush_every` epochs per call.
 
     The step of each row is the optimizer's iteration count at the end of the epoch, so a
@@ -60,15 +62,11 @@ class RecorderCallback(keras.callbacks.Callback):
         """
         return (optimizer_iterations, ()) if self.model.optimizer else None
 
-    def set_interval_probe_values(self, epoch, values):
-        self._probed = (epoch, int(values))
-
     def on_epoch_end(self, epoch, logs=None):
-        probed, self._probed = self._probed, None
-        if probed is not None and probed[0] == epoch:
-            step = probed[1]
-        else:
-            step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else epoch
+        step = self.take_probe_values(epoch)
+        if step is None:
+            step = self.model.optimizer.iterations.numpy() if self.model.optimizer else epoch
+        step = int(step)
         self._rows.append((step, dict(logs or {})))
         self._raise_failed_write()
         if len(self._rows) >= self.flush_every:

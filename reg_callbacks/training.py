@@ -140,6 +140,7 @@ def train(
         validation_data = tuple(map(_as_tensor, validation_data))
     batches = _BatchOrder(n_samples, batch_size, shuffle_seed) if batch_size else None
     probing = [cb for cb in callback_list.callbacks if hasattr(cb, "interval_probe")]
+    loops = {}  # probe layout -> compiled loop, looked up once a call, not once an interval
 
     first_step = int(model.optimizer.iterations.numpy()) if batches is not None else 0
     model.stop_training = False
@@ -151,9 +152,10 @@ def train(
         callback_list.on_epoch_begin(epoch)
         probes = _interval_probes(probing, epoch)
         layout = tuple((function, len(inputs)) for _, function, inputs in probes)
-        run_steps = compiled_for_model(
-            model, ("train", batch_size is None, layout), _steps_function, jit_compile=jit_compile
-        )
+        if layout not in loops:
+            key = ("train", batch_size is None, layout)
+            loops[layout] = compiled_for_model(model, key, _steps_function, jit_compile=jit_compile)
+        run_steps = loops[layout]
         probe_inputs = [tensor for _, _, inputs in probes for tensor in inputs]
         if batches is None:
             logs, probed = run_steps(x, y, tf.constant(steps), *probe_inputs)
@@ -223,6 +225,25 @@ def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
             return logs, probe(model, probe_inputs)
 
     return run
+
+
+class IntervalProbed:
+    """Mixin for a callback whose `interval_probe` values `train` hands back each interval.
+
+    `train` calls `set_interval_probe_values(epoch, values)` before `on_epoch_end`; the
+    callback takes them there with `take_probe_values(epoch)`, or gets `None` (under `fit`,
+    or when `train` probed another epoch) and measures for itself.
+    """
+
+    _probed = None
+
+    def set_interval_probe_values(self, epoch, values):
+        self._probed = (epoch, values)
+
+    def take_probe_values(self, epoch):
+        """This epoch's probe values, once; `None` if `train` computed none for it."""
+        probed, self._probed = self._probed, None
+        return probed[1] if probed is not None and probed[0] == epoch else None
 
 
 def _interval_probes(callbacks, epoch) -> list[tuple]:
