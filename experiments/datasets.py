@@ -7,7 +7,7 @@ Generators (deterministic given their seeds; nothing is downloaded):
 
 - `course_circles()`: the course's initialization data, 300 train / 100 dev points.
 - `noisy_moons()`: two interleaved half-moons with noise, 211 train / 200 dev like the
-  course's regularization data; an unregularized 2-20-3-1 net overfits it a little.
+  course's regularization data by default; an unregularized 2-20-3-1 net overfits it a little.
 - `flipped_boundary()`: labels from a fixed circle (or sine) boundary, each flipped with
   probability `flip_prob`, so the Bayes error is exactly `flip_prob`.
 - `digits()`: scikit-learn's bundled 8x8 digits, scaled to [0, 1], stratified split.
@@ -167,12 +167,13 @@ def course_circles(train_seed: int = 1, dev_seed: int = 2) -> DataSplit:
 def noisy_moons(
     n_train: int = 211, n_dev: int = 200, noise: float = 0.3, seed: int = 0
 ) -> DataSplit:
-    """Two interleaved half-moons with Gaussian noise: the regularization experiment's default.
+    """Two interleaved half-moons with Gaussian noise (the gradients and regularization data).
 
-    Sized like the course's regularization data (211 train / 200 dev); with `noise=0.3` an
-    unregularized 2-20-3-1 net fits the training set a few points better than the dev set,
-    which L2 or dropout closes. Train and dev come from independent streams of `seed`, so the
-    dev set does not change with `n_train`.
+    Sized like the course's regularization data by default (211 train / 200 dev); with
+    `noise=0.3` an unregularized 2-20-3-1 net fits the training set a few points better than
+    the dev set. The regularization experiment draws 100 train / 1000 dev with noise 0.25,
+    where it overfits by ~10 points. Train and dev come from independent streams of `seed`,
+    so the dev set does not change with `n_train`.
 
     Example:
         >>> noisy_moons(n_train=10, n_dev=5).x_train.shape
