@@ -12,7 +12,12 @@ For each net, from the same initial weights, data, iteration count and seed:
 Times are steady state: the first call of each path (tracing, XLA compilation) is timed
 apart and reported as `trace s`. Each repeat runs every variant once, in turn, and the
 table keeps each variant's fastest repeat, so a burst of load elsewhere on a shared machine
-does not decide a ratio. MLflow writes go to a temporary SQLite store.
+does not decide a ratio. The callbacks' overhead, a few per cent, is finer than a shared
+machine's drift between runs (its speed can halve for seconds), so (d)/(c) is not a ratio
+of fastest repeats but the median over repeats of (d) / (c) run back to back, in
+alternating order (c, d, then d, c) so that a steady drift cancels. (d)'s time stops when
+`on_train_end` starts; the end-of-run MLflow write is timed apart (`end write ms`) and
+added in `+cb/train with end`. MLflow writes go to a temporary SQLite store.
 
 Run: `python benchmarks/bench_training.py [--json PATH] [--iterations N] [--repeats R]`.
 """
@@ -24,6 +29,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -293,29 +299,45 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
     (trace["train+cb"], _), end, _ = run_with_callbacks(log_every)
     trace["train+cb"] += end
 
+    def run_plain():
+        reset()
+        seconds, cpu, _ = timed_with_cpu(run_train)
+        return {"wall": seconds, "cpu": cpu, "weights": model.get_weights()}
+
+    def run_recorded():
+        reset()
+        (seconds, cpu), end, setup = run_with_callbacks()
+        return {"wall": seconds, "cpu": cpu, "end": end, "setup": setup}
+
     best = dict.fromkeys(VARIANTS, math.inf)
     best_cpu = dict.fromkeys(("train", "train+cb"), math.inf)
-    end_write = run_overhead = math.inf
-    for _ in range(args.repeats):
+    pairs = []  # (c, d) run back to back
+    for repeat in range(args.repeats):
         seconds, (numpy_parameters, _) = timed(run_numpy)
         best["numpy"] = min(best["numpy"], seconds / n)
         reset()
         seconds, _ = timed(lambda: run_fit(fit_epochs))
         best["fit"] = min(best["fit"], seconds / (fit_epochs * fit_steps_per_epoch))
-        reset()
-        seconds, cpu, _ = timed_with_cpu(run_train)
-        best["train"] = min(best["train"], seconds / n)
-        best_cpu["train"] = min(best_cpu["train"], cpu / n)
-        train_weights = model.get_weights()
-        reset()
-        (seconds, cpu), end, setup = run_with_callbacks()
-        best["train+cb"] = min(best["train+cb"], seconds / n)
-        best_cpu["train+cb"] = min(best_cpu["train+cb"], cpu / n)
-        end_write, run_overhead = min(end_write, end), min(run_overhead, setup)
+        if repeat % 2 == 0:
+            plain = run_plain()
+            recorded = run_recorded()
+        else:
+            recorded = run_recorded()
+            plain = run_plain()
+        pairs.append((plain, recorded))
+        for variant, result in (("train", plain), ("train+cb", recorded)):
+            best[variant] = min(best[variant], result["wall"] / n)
+            best_cpu[variant] = min(best_cpu[variant], result["cpu"] / n)
     reset()
+    train_weights = pairs[-1][0]["weights"]
+
+    def paired(ratio) -> float:
+        return statistics.median(ratio(plain, recorded) for plain, recorded in pairs)
 
     ms = {variant: 1e3 * seconds for variant, seconds in best.items()}
     cpu_ms = {variant: 1e3 * seconds for variant, seconds in best_cpu.items()}
+    end_write = statistics.median(recorded["end"] for _, recorded in pairs)
+    run_overhead = statistics.median(recorded["setup"] for _, recorded in pairs)
     per_step_first = {"fit": ms["fit"], "train": ms["train"], "train+cb": ms["train+cb"]}
     steps_first = {"fit": fit_steps_per_epoch, "train": log_every, "train+cb": log_every}
     cost_numpy = full_cost(numpy_parameters, X, Y, case)
@@ -332,11 +354,12 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
         "cpu_ms_per_step": cpu_ms,
         "ratios": {
             "train/numpy": ms["train"] / ms["numpy"],
-            "train+cb/train": ms["train+cb"] / ms["train"],
-            "train+cb/train cpu": cpu_ms["train+cb"] / cpu_ms["train"],
             "fit/numpy": ms["fit"] / ms["numpy"],
-            "train+cb/train incl. end write": (ms["train+cb"] * n + 1e3 * end_write)
-            / (ms["train"] * n),
+            "train+cb/train": paired(lambda c, d: d["wall"] / c["wall"]),
+            "train+cb/train cpu": paired(lambda c, d: d["cpu"] / c["cpu"]),
+            "train+cb/train incl. end write": paired(
+                lambda c, d: (d["wall"] + d["end"]) / c["wall"]
+            ),
         },
         "trace_s": {
             variant: max(0.0, trace[variant] - per_step_first[variant] * steps_first[variant] / 1e3)
@@ -363,8 +386,9 @@ def print_table(results: list[dict]) -> None:
         "fit/NumPy",
         "+cb/train",
         "+cb/train CPU",
-        "trace s",
         "end write ms",
+        "+cb/train with end",
+        "trace s",
         "cost NumPy",
         "cost train",
     ]
@@ -382,8 +406,9 @@ def print_table(results: list[dict]) -> None:
                 f"{ratios['fit/numpy']:.0f}",
                 f"{ratios['train+cb/train']:.3f}",
                 f"{ratios['train+cb/train cpu']:.3f}",
-                f"{r['trace_s']['train']:.1f}",
                 f"{r['end_write_ms']:.0f}",
+                f"{ratios['train+cb/train incl. end write']:.3f}",
+                f"{r['trace_s']['train']:.1f}",
                 f"{r['final_cost']['numpy']:.5f}",
                 f"{r['final_cost']['train']:.5f}",
             ]
@@ -396,7 +421,8 @@ def print_table(results: list[dict]) -> None:
         for row in rows:
             print(" | ".join(row))
         return
-    table = Table(*headers, title="ms per training step (fastest repeat)")
+    title = "ms per training step: fastest repeat; +cb/train: median of back-to-back pairs"
+    table = Table(*headers, title=title)
     for row in rows:
         table.add_row(*row)
     Console(width=200).print(table)

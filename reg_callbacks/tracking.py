@@ -322,8 +322,9 @@ class RunRecorder:
                 f"cannot store artifact {artifact_file!r} of run {self.run_id}: {exc}"
             ) from exc
 
-    def keras_callback(self, *, flush_every: int = 10):
-        """A Keras callback that logs every epoch's numeric `logs` to this run, batched."""
+    def keras_callback(self, *, flush_secs: float = 5.0):
+        """A Keras callback that logs every epoch's numeric `logs` to this run, batched:
+        written at most every `flush_secs` seconds, and all of them by the end of training."""
         from reg_callbacks.mlflow_callback import RecorderCallback
 
-        return RecorderCallback(self, flush_every=flush_every)
+        return RecorderCallback(self, flush_secs=flush_secs)

@@ -127,7 +127,7 @@ def test_keras_callback_logs_every_interval_at_its_iteration():
             y,
             iterations=250,
             log_every=50,
-            callbacks=[bias_variance, recorder.keras_callback(flush_every=2)],
+            callbacks=[bias_variance, recorder.keras_callback(flush_secs=0)],
         )
         recorder.log_diagnosis(bias_variance.diagnosis)
     client = MlflowClient()

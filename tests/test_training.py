@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras.src import backend as keras_backend
 from sklearn.datasets import make_moons
 
+import reg_callbacks.mlflow_callback as mlflow_callback
 import reg_callbacks.training as training
 from reg_callbacks import (
     BiasVarianceCallback,
@@ -262,18 +263,22 @@ class _ListRecorder:
     """Stands in for `RunRecorder`: keeps the rows; slow, like a SQLite commit."""
 
     def __init__(self, error=None):
-        self.steps, self.error = [], error
+        self.batches, self.error = [], error
 
     def log_metrics(self, rows):
         time.sleep(0.05)
         if self.error:
             raise self.error
-        self.steps += [step for step, _ in rows]
+        self.batches.append([step for step, _ in rows])
+
+    @property
+    def steps(self):
+        return [step for batch in self.batches for step in batch]
 
 
 def test_recorder_callback_writes_in_the_background_in_order(moons):
     recorder = _ListRecorder()
-    callback = RecorderCallback(recorder, flush_every=2)
+    callback = RecorderCallback(recorder, flush_secs=0)
     model = course_net()
     train(model, *moons, iterations=95, log_every=10, callbacks=[callback])
     assert recorder.steps == [*range(10, 91, 10), 95]  # all written, in order, on return
@@ -283,7 +288,28 @@ def test_recorder_callback_writes_in_the_background_in_order(moons):
     assert recorder.steps[10:] == [105, 115, 116]
 
 
+def test_recorder_callback_writes_every_flush_secs_and_as_the_last_epoch_begins(moons, monkeypatch):
+    clock = {"seconds": 0.0}
+    monkeypatch.setattr(mlflow_callback, "monotonic", lambda: clock["seconds"])
+
+    def every_epoch_takes_a_second(epoch, logs):
+        clock["seconds"] += 1
+
+    tick = keras.callbacks.LambdaCallback(on_epoch_end=every_epoch_takes_a_second)
+    recorder = _ListRecorder()
+    callback = RecorderCallback(recorder, flush_secs=2.5)
+    train(course_net(), *moons, iterations=80, log_every=10, callbacks=[tick, callback])
+    # The write `on_train_end` waits for holds the last epoch's row alone.
+    assert recorder.batches == [[10, 20, 30], [40, 50, 60], [70], [80]]
+
+
+@pytest.mark.parametrize("flush_secs", [-1, float("nan"), "5", True])
+def test_recorder_callback_refuses_a_bad_flush_secs(flush_secs):
+    with pytest.raises(ValueError, match="flush_secs must be a number of seconds >= 0"):
+        RecorderCallback(_ListRecorder(), flush_secs=flush_secs)
+
+
 def test_recorder_callback_raises_a_failed_write(moons):
-    callback = RecorderCallback(_ListRecorder(OSError("database is gone")), flush_every=1)
+    callback = RecorderCallback(_ListRecorder(OSError("database is gone")), flush_secs=0)
     with pytest.raises(OSError, match="database is gone"):
         train(course_net(), *moons, iterations=50, log_every=10, callbacks=[callback])
