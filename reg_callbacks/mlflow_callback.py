@@ -7,7 +7,7 @@ in `log_batch` calls, at the optimizer step the epoch ended on, on one backgroun
 
 What a write costs decides when to write. A `log_batch` into a SQLite store takes ~7 ms of
 CPU plus ~0.08 ms a metric (2-core CPU): ten epochs of the course's net with our callbacks
-(90 metrics) take 15 ms, 6 % of their 10 000 steps if written on the training thread. On a
+(90 metrics) take 15 ms, ~7 % of their 10 000 steps if written on the training thread. On a
 background thread the write still needs a core, and when XLA spreads a step over both
 cores it slows training as much. So writes are few: at most one every `flush_secs`, one as
 the last epoch begins (it overlaps that epoch's training), and one of the last row that
