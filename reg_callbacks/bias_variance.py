@@ -23,6 +23,7 @@ from reg_callbacks.diagnosis import (
     Diagnosis,
     diagnose,
 )
+from reg_callbacks.examples import Examples, rows
 from reg_callbacks.training import IntervalProbed, compiled_for_model
 
 LOG_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance")
@@ -36,8 +37,8 @@ def predict(model: keras.Model, x):
         (200, 1)
     """
     forward = compiled_for_model(model, ("predict",), _forward_function, jit_compile=False)
-    outputs = forward(tf.nest.map_structure(tf.convert_to_tensor, x))
-    return tf.nest.map_structure(np.asarray, outputs)
+    outputs = forward(keras.tree.map_structure(tf.convert_to_tensor, x))
+    return keras.tree.map_structure(np.asarray, outputs)
 
 
 def forward_pass(model: keras.Model, *inputs) -> tuple:
@@ -62,16 +63,42 @@ def _forward_pass_function(model_ref):
 def classification_error(y_true, y_pred) -> float:
     """Fraction of misclassified examples.
 
-    A single output column is a sigmoid probability (threshold 0.5); several columns are
-    class scores (argmax) against integer or one-hot labels.
+    A single output column is a sigmoid probability (threshold 0.5) against 0/1 labels;
+    several columns are class scores (argmax) against integer or one-hot labels.
+
+    Raises:
+        ValueError: the rows differ, or the targets are not class labels (a regression
+            target cannot be classified: give `BiasVarianceCallback` an `error_fn`).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_pred.ndim == 1 or y_pred.shape[-1] == 1:
+    if len(y_true) != len(y_pred):
+        raise ValueError(
+            f"y_true and y_pred must have as many rows; got {len(y_true)} and {len(y_pred)}."
+        )
+    if y_pred.ndim <= 1 or y_pred.shape[-1] == 1:
+        if not np.isin(y_true, (0, 1)).all():
+            raise ValueError(
+                "classification_error needs 0/1 labels for a one-column output; got targets "
+                f"such as {_not_in(y_true, (0, 1))}. For a regression output pass error_fn=."
+            )
         predicted = y_pred.reshape(-1) > 0.5
         return float(np.mean(predicted != (y_true.reshape(-1) > 0.5)))
-    predicted = np.argmax(y_pred, axis=-1)
-    labels = np.argmax(y_true, axis=-1) if y_true.ndim == y_pred.ndim else y_true.reshape(-1)
-    return float(np.mean(predicted != labels))
+    classes = y_pred.shape[-1]
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == classes:
+        labels = np.argmax(y_true, axis=-1)
+    else:
+        labels = y_true.reshape(-1)
+        if not np.isin(labels, np.arange(classes)).all():
+            raise ValueError(
+                f"classification_error needs integer labels in [0, {classes}) or one-hot rows "
+                f"for a {classes}-column output; got targets such as "
+                f"{_not_in(labels, np.arange(classes))}."
+            )
+    return float(np.mean(np.argmax(y_pred, axis=-1).reshape(labels.shape) != labels))
+
+
+def _not_in(values: np.ndarray, allowed) -> str:
+    return ", ".join(f"{v:g}" for v in np.unique(values[~np.isin(values, allowed)])[:3])
 
 
 class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
@@ -85,17 +112,26 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
     metric loggers cannot take, so it lives in `.diagnosis.label`, not in `logs`.
 
     Args:
-        train_data: `(x_train, y_train)`.
-        dev_data: `(x_dev, y_dev)`.
+        train_data: `(x_train, y_train)`: arrays, or dicts/lists of arrays for named inputs
+            and several outputs; or a finite `tf.data.Dataset` of `(x, y)` batches,
+            evaluated over all its batches at every evaluation.
+        dev_data: `(x_dev, y_dev)`, likewise.
         bayes_error: Best achievable error, a fraction in [0, 1] (0 for a task humans
             solve perfectly).
         every: Evaluate every this many epochs.
+        output: For a model with several outputs, the one to diagnose: its name or index.
+            Its targets are `y[name]` (a dict), `y[index]` (a list) or `y` itself.
         error_fn: `error_fn(y_true, y_pred) -> float`; defaults to `classification_error`.
         bias_threshold, variance_threshold: Passed to `diagnose`.
 
     Attributes:
         diagnosis: The latest `Diagnosis`, or `None` before the first evaluation.
         history: `{"epoch": [...], "train_error": [...], ...}`, one entry per evaluation.
+
+    Raises:
+        ValueError: on construction, a bad argument; at the first evaluation, a model with
+            several outputs and no `output`, an unknown `output`, or targets that
+            `classification_error` cannot classify.
 
     Example:
         >>> callback = BiasVarianceCallback((x, y), (x_dev, y_dev), every=5)
@@ -111,6 +147,7 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         *,
         bayes_error: float = 0.0,
         every: int = 1,
+        output: str | int | None = None,
         error_fn=classification_error,
         bias_threshold: float = DEFAULT_BIAS_THRESHOLD,
         variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
@@ -118,6 +155,12 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}.")
+        if output is not None and (
+            isinstance(output, bool)
+            or not isinstance(output, (str, int))
+            or (isinstance(output, int) and output < 0)
+        ):
+            raise ValueError(f"output must be an output's name or index; got {output!r}.")
         # Validates bayes_error and the thresholds now rather than at the first epoch's end.
         diagnose(
             0.0,
@@ -126,13 +169,15 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             bias_threshold=bias_threshold,
             variance_threshold=variance_threshold,
         )
-        self.train_data = _pair("train_data", train_data)
-        self.dev_data = _pair("dev_data", dev_data)
+        self.train = Examples("train_data", train_data)
+        self.dev = Examples("dev_data", dev_data)
         self.bayes_error = bayes_error
         self.every = every
+        self.output = output
         self.error_fn = error_fn
         self.bias_threshold = bias_threshold
         self.variance_threshold = variance_threshold
+        self._stacked = _stacked_inputs(self.train, self.dev)
 
     def on_train_begin(self, logs=None):
         self.diagnosis: Diagnosis | None = None
@@ -152,15 +197,14 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
 
     def interval_probe(self, epoch):
         """For `train`: this epoch's forward pass, to run in its one call an interval."""
-        inputs = self._forward_inputs()
-        if (epoch + 1) % self.every or inputs is None:
+        if (epoch + 1) % self.every or self._stacked is None:
             return None
-        return forward_pass, inputs
+        return forward_pass, self._stacked
 
     def _evaluate(self, epoch, logs):
-        train_predictions, dev_predictions = self._predictions(epoch)
-        train_error = self._error(self.train_data[1], train_predictions)
-        dev_error = self._error(self.dev_data[1], dev_predictions)
+        (y_train, train_predictions), (y_dev, dev_predictions) = self._predictions(epoch)
+        train_error = self._error(y_train, train_predictions)
+        dev_error = self._error(y_dev, dev_predictions)
         self.diagnosis = diagnose(
             train_error,
             dev_error,
@@ -176,29 +220,42 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             self.history[key].append(value)
 
     def _predictions(self, epoch):
-        """Train and dev predictions: `train`'s probe values, else one compiled call."""
-        outputs = self.take_probe_values(epoch)
+        """`((y_train, train predictions), (y_dev, dev predictions))` of the chosen output."""
+        outputs = self.take_probe_values(epoch)  # computed by `train` for this epoch
+        if outputs is None and self._stacked is not None:
+            run = compiled_for_model(
+                self.model, ("forward_pass",), _forward_pass_function, jit_compile=False
+            )
+            outputs = keras.tree.map_structure(np.asarray, run(*self._stacked))
         if outputs is None:
-            inputs = self._forward_inputs()
-            if inputs is None:  # nested inputs (a multi-input model)
-                x_train, x_dev = self.train_data[0], self.dev_data[0]
-                return predict(self.model, x_train), predict(self.model, x_dev)
-            key = ("forward_pass",)
-            run = compiled_for_model(self.model, key, _forward_pass_function, jit_compile=False)
-            outputs = [np.asarray(output) for output in run(*inputs)]
-        if len(outputs) == 2:
-            return outputs[0], outputs[1]
-        n_train = len(self.train_data[1])
-        return outputs[0][:n_train], outputs[0][n_train:]
+            return self._targets_and_predictions(self.train), self._targets_and_predictions(
+                self.dev
+            )
+        if len(outputs) == 1:  # train and dev went through as one stacked batch
+            n_train = rows(self.train.tensors[1])
+            train = keras.tree.map_structure(lambda a: a[:n_train], outputs[0])
+            dev = keras.tree.map_structure(lambda a: a[n_train:], outputs[0])
+        else:
+            train, dev = outputs
+        return (
+            self._chosen(self.train.tensors[1], train),
+            self._chosen(self.dev.tensors[1], dev),
+        )
 
-    def _forward_inputs(self):
-        """Train and dev inputs as tensors: stacked into one when they can be; cached."""
-        x_train, x_dev = self.train_data[0], self.dev_data[0]
-        cached = getattr(self, "_inputs_of", (None, None))
-        if cached[0] is not x_train or cached[1] is not x_dev:
-            self._inputs_of = (x_train, x_dev)
-            self._inputs = _forward_inputs(x_train, x_dev)
-        return self._inputs
+    def _targets_and_predictions(self, examples):
+        targets, predictions = [], []
+        for x, y, _ in examples.batches():
+            y, p = self._chosen(y, predict(self.model, x))
+            targets.append(y)
+            predictions.append(p)
+        if not targets:
+            raise ValueError("BiasVarianceCallback got an empty dataset; it needs examples.")
+        return np.concatenate(targets), np.concatenate(predictions)
+
+    def _chosen(self, y, predictions):
+        """The diagnosed output's targets and predictions, as NumPy arrays."""
+        y, predictions = _output_of(self.model, self.output, y, predictions)
+        return np.asarray(y), np.asarray(predictions)
 
     def _error(self, y, predictions) -> float:
         error = float(self.error_fn(y, predictions))
@@ -208,21 +265,59 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         return error
 
 
-def _forward_inputs(x_train, x_dev):
-    """`(stacked,)` or `(x_train, x_dev)` tensors; `None` for nested (multi-input) data."""
-    if not all(isinstance(x, (np.ndarray, tf.Tensor)) for x in (x_train, x_dev)):
+def _output_of(model, output, y, predictions):
+    """`(targets, predictions)` of the output `output` names, from a model's outputs."""
+    if not isinstance(predictions, (list, tuple, dict)):
+        if output not in (None, 0, *_output_names(model)[:1]):
+            raise ValueError(f"output {output!r} is not an output of {model.name!r}: it has one.")
+        return y, predictions
+    names = list(predictions) if isinstance(predictions, dict) else _output_names(model)
+    count = len(predictions)
+    if output is None:
+        listed = ", ".join(map(repr, names)) if len(names) == count else f"indices 0-{count - 1}"
+        raise ValueError(
+            f"model {model.name!r} has {count} outputs ({listed}); pass "
+            "BiasVarianceCallback(output=...) with the name or index of the one to diagnose."
+        )
+    if isinstance(output, str):
+        if output not in names:
+            raise ValueError(
+                f"output {output!r} is not an output of {model.name!r}; its outputs are "
+                f"{', '.join(map(repr, names))}."
+            )
+        index = names.index(output)
+    else:
+        if not 0 <= output < count:
+            raise ValueError(f"output index {output} is out of range: {model.name!r} has {count}.")
+        index = output
+    name = names[index] if index < len(names) else None
+    chosen = predictions[name] if isinstance(predictions, dict) else predictions[index]
+    if isinstance(y, dict):
+        y = y[name]
+    elif isinstance(y, (list, tuple)):
+        y = y[index]
+    return y, chosen
+
+
+def _output_names(model) -> list[str]:
+    try:
+        return list(model.output_names)
+    except (AttributeError, ValueError):
+        return []
+
+
+def _stacked_inputs(train: Examples, dev: Examples):
+    """Train and dev inputs for one compiled call: `(stacked,)` when they can be, else both;
+    `None` when either is a dataset."""
+    if train.tensors is None or dev.tensors is None:
         return None
-    x_train, x_dev = np.asarray(x_train), np.asarray(x_dev)
-    if x_train.shape[1:] != x_dev.shape[1:] or x_train.dtype != x_dev.dtype:
-        return tf.constant(x_train), tf.constant(x_dev)
+    x_train, x_dev = train.tensors[0], dev.tensors[0]
+    try:
+        keras.tree.assert_same_structure(x_train, x_dev)
+    except (TypeError, ValueError):
+        return x_train, x_dev
+    pairs = zip(keras.tree.flatten(x_train), keras.tree.flatten(x_dev), strict=True)
+    if any(a.shape[1:] != b.shape[1:] or a.dtype != b.dtype for a, b in pairs):
+        return x_train, x_dev
     # One forward pass for both: a call's fixed cost exceeds a small net's compute.
-    return (tf.constant(np.concatenate([x_train, x_dev])),)
-
-
-def _pair(name, data):
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(f"{name} must be a pair (x, y); got {type(data).__name__}.")
-    x, y = data
-    if len(x) != len(y):
-        raise ValueError(f"{name} must have as many rows in x as in y; got {len(x)} and {len(y)}.")
-    return np.asarray(x, dtype=keras.config.floatx()) if not hasattr(x, "dtype") else x, y
+    return (keras.tree.map_structure(lambda a, b: tf.concat([a, b], axis=0), x_train, x_dev),)

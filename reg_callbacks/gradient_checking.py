@@ -26,6 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reg_callbacks.layer_paths import variable_paths
+
 FINE_THRESHOLD = 1e-6  # below: "fine" (the course sees ~1e-7 and less when backprop is right)
 BUG_THRESHOLD = 1e-3  # at or above: "likely a bug"; in between: "look closer" (~1e-5)
 FINE, LOOK_CLOSER, LIKELY_BUG = "fine", "look closer", "likely a bug"
@@ -150,19 +152,30 @@ def gradient_check(
         >>> report.verdict, report.n_params
         ('fine', 19)
     """
-    _check_args(model, epsilon, loss, max_params, seed)
+    _check_args(model, x, epsilon, loss, max_params, seed)
+    if not model.built:
+        model(_symbolic(x))  # builds a subclassed model, as its first call would
+    if not model.trainable_variables:
+        raise ValueError(f"model {model.name!r} has no trainable variables; nothing to check.")
+    paths = variable_paths(model)
     with _float64_defaults():
-        clone = _float64_clone(model, loss)
         x64, y64 = _to_float64(x), _to_float64(y)
-        variables = clone.trainable_variables
+        clone, variables = _float64_copy(model, x64)
+        _compile_like(clone, model, loss)
         shapes = [tuple(v.shape) for v in variables]
         sizes = [math.prod(s) for s in shapes]
         n_params = sum(sizes)
 
-        with tf.GradientTape() as tape:
-            cost = _cost(clone, x64, y64)
-        _check_float64(clone, x64, cost)
-        grads = tape.gradient(cost, variables)
+        # Inside tf.function, as under fit: a custom gradient over a layer's weight (a
+        # `tf.custom_gradient` given the variable itself) works only in graph mode.
+        @tf.function
+        def cost_and_gradients(x, y):
+            with tf.GradientTape() as tape:
+                y_pred, cost = _cost(clone, x, y)
+            return cost, y_pred, tape.gradient(cost, variables)
+
+        cost, y_pred, grads = cost_and_gradients(x64, y64)
+        _check_float64(clone, y_pred, cost)
         analytic = np.concatenate(
             [
                 np.zeros(size) if g is None else _to_numpy(g).reshape(-1)
@@ -175,10 +188,10 @@ def gradient_check(
         else:
             rng = np.random.default_rng(seed)
             checked = np.sort(rng.choice(n_params, size=max_params, replace=False))
-        numerical_checked = _numerical_gradient(clone, x64, y64, checked, epsilon)
+        numerical_checked = _numerical_gradient(clone, variables, x64, y64, checked, epsilon)
 
     return _report(
-        paths=_unique_paths(model.trainable_variables),
+        paths=paths,
         shapes=shapes,
         sizes=sizes,
         analytic=analytic,
@@ -189,9 +202,14 @@ def gradient_check(
     )
 
 
-def _check_args(model, epsilon, loss, max_params, seed) -> None:
+def _check_args(model, x, epsilon, loss, max_params, seed) -> None:
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model; got {type(model).__name__}.")
+    if isinstance(x, tf.data.Dataset):
+        raise ValueError(
+            "x must be a small batch of arrays, not a tf.data.Dataset; take one with "
+            "x, y = next(iter(dataset))."
+        )
     if (
         isinstance(epsilon, bool)
         or not isinstance(epsilon, (int, float, np.floating, np.integer))
@@ -212,20 +230,24 @@ def _check_args(model, epsilon, loss, max_params, seed) -> None:
             "loss must be given when the model is not compiled; got loss=None. Pass "
             "loss='binary_crossentropy' (or any Keras loss) or compile the model first."
         )
-    if not model.built or not _graph_inputs(model):
-        raise ValueError(
-            "model must be a built Sequential or functional model (give it a keras.Input); "
-            f"got {type(model).__name__} without symbolic inputs."
-        )
-    if not model.trainable_variables:
-        raise ValueError("model must have trainable variables; got none.")
 
 
-def _graph_inputs(model):
+def _graph_model(layer) -> bool:
+    """A Sequential or functional model: one whose layers can be cloned one by one."""
+    if not isinstance(layer, keras.Model):
+        return False
     try:
-        return model.inputs
+        return bool(layer.inputs) and bool(layer.outputs)
     except (AttributeError, ValueError):
-        return None
+        return False
+
+
+def _symbolic(x):
+    """Symbolic inputs shaped like the batch `x`, to build a model without running it."""
+    return keras.tree.map_structure(
+        lambda t: keras.KerasTensor((None, *t.shape[1:]), dtype=t.dtype),
+        keras.tree.map_structure(tf.convert_to_tensor, x),
+    )
 
 
 @contextlib.contextmanager
@@ -242,24 +264,54 @@ def _float64_defaults():
         keras.config.set_dtype_policy(policy)
 
 
-def _float64_clone(model: keras.Model, loss) -> keras.Model:
-    def clone_layer(layer):
-        floating = _is_floating(layer.dtype_policy.variable_dtype)
-        if isinstance(layer, keras.layers.Lambda):
-            # Rebuilt from the live function: a config round trip refuses Python lambdas.
-            return keras.layers.Lambda(
-                layer.function,
-                output_shape=layer._output_shape,
-                mask=layer.mask,
-                arguments=layer.arguments,
-                name=layer.name,
-                dtype="float64" if floating else layer.dtype_policy,
+def _float64_copy(model: keras.Model, x64) -> tuple[keras.Model, list]:
+    """A float64 copy of `model` holding its weights, and the copy's variable for each of
+    `model.trainable_variables`, in that order.
+
+    A Sequential or functional model is cloned layer by layer, and so is every such model
+    nested in it, each behind new float64 inputs: a nested model keeps its own input layer,
+    and a cloned one would still cast what flows in to that layer's float32, so everything
+    upstream of it would be differentiated through float32 rounding. Any other layer, and a
+    subclassed model, is rebuilt from its config with every float dtype in it made float64.
+    Each original layer's weights are then copied onto its own copy's, so the mapping never
+    rests on two models listing their weights in the same order.
+    """
+    pairs = []  # (original, copy) of each layer or model rebuilt from its config
+    if _graph_model(model):
+        clone = _clone_graph(model, pairs)
+    else:
+        clone = _rebuilt(model)
+        clone(_symbolic(x64))
+        pairs.append((model, clone))
+    copy_of = {}
+    for original, rebuilt in pairs:
+        if len(original.weights) != len(rebuilt.weights):
+            raise RuntimeError(
+                f"the float64 copy of {original.name!r} has {len(rebuilt.weights)} weights, "
+                f"the layer {len(original.weights)}; its get_config() misses something."
             )
-        config = layer.get_config()
-        if floating:
-            # Layer configs carry an explicit dtype, so the global policy alone is not enough.
-            config["dtype"] = "float64"
-        return layer.__class__.from_config(config)
+        for source, target in zip(original.weights, rebuilt.weights, strict=True):
+            if tuple(target.shape) != tuple(source.shape):
+                raise RuntimeError(
+                    f"weight {source.path} has shape {source.shape} in the model but "
+                    f"{target.shape} in its float64 copy."
+                )
+            target.assign(_to_numpy(source).astype(target.dtype))
+            copy_of[id(source)] = target
+    missing = [v.path for v in model.weights if id(v) not in copy_of]
+    if missing:
+        raise RuntimeError(f"gradient_check could not copy these weights: {', '.join(missing)}.")
+    _check_same_outputs(model, clone, x64)
+    return clone, [copy_of[id(v)] for v in model.trainable_variables]
+
+
+def _clone_graph(model: keras.Model, pairs: list) -> keras.Model:
+    def clone_layer(layer):
+        if _graph_model(layer):
+            return _clone_graph(layer, pairs)
+        rebuilt = _rebuilt(layer)
+        pairs.append((layer, rebuilt))
+        return rebuilt
 
     inputs = [
         keras.Input(
@@ -271,34 +323,82 @@ def _float64_clone(model: keras.Model, loss) -> keras.Model:
     ]
     # Clone an uncompiled view: clone_model re-compiles a compiled model from its serialized
     # compile config, which fails for losses that are plain (unregistered) functions.
-    view = keras.Model(model.inputs, model.outputs)
-    clone = keras.models.clone_model(
-        view, input_tensors=inputs, clone_function=clone_layer, recursive=True
-    )
-    if len(clone.weights) != len(model.weights) or len(clone.trainable_variables) != len(
-        model.trainable_variables
-    ):
-        raise RuntimeError(
-            f"the float64 clone has {len(clone.weights)} weights "
-            f"({len(clone.trainable_variables)} trainable), the model {len(model.weights)} "
-            f"({len(model.trainable_variables)}); cannot copy the weights."
-        )
-    for target, source in zip(clone.weights, model.weights, strict=True):
-        if tuple(target.shape) != tuple(source.shape):
-            raise RuntimeError(
-                f"weight {source.path} has shape {source.shape} in the model but "
-                f"{target.shape} in its float64 clone."
-            )
-        target.assign(_to_numpy(source).astype(target.dtype))
+    view = keras.Model(model.inputs, model.outputs, name=model.name)
+    return keras.models.clone_model(view, input_tensors=inputs, clone_function=clone_layer)
 
+
+def _rebuilt(layer):
+    """A new, unbuilt `layer` (or subclassed model) from its config, in float64."""
+    floating = _is_floating(layer.dtype_policy.variable_dtype)
+    if isinstance(layer, keras.layers.Lambda):
+        # Rebuilt from the live function: a config round trip refuses Python lambdas.
+        return keras.layers.Lambda(
+            layer.function,
+            output_shape=layer._output_shape,
+            mask=layer.mask,
+            arguments=layer.arguments,
+            name=layer.name,
+            dtype="float64" if floating else layer.dtype_policy,
+        )
+    try:
+        config = layer.get_config()
+    except NotImplementedError as error:
+        raise ValueError(
+            f"gradient_check rebuilds the model in float64 from its layers' configs, and "
+            f"{type(layer).__name__} {layer.name!r} has no get_config(): give it one (or "
+            "keep its __init__ arguments plain values, which Keras records itself)."
+        ) from error
+    return layer.__class__.from_config(_float64_config(config) if floating else config)
+
+
+def _float64_config(config):
+    """`config` with every floating dtype in it, nested layers' included, made float64."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and "config" in config:
+            if _is_floating(config["config"].get("name", "")):
+                return "float64"
+        return {
+            key: "float64"
+            if key == "dtype" and isinstance(value, str) and _is_floating(value)
+            else _float64_config(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_float64_config(item) for item in config]
+    return config
+
+
+def _compile_like(clone, model, loss) -> None:
+    """Compile the float64 copy with the model's loss and loss weights (or `loss`)."""
+    loss_weights = None
     if loss is None:
         loss = model.loss
-        # Keras keeps compile(loss_weights=...) only on its compiled-loss object.
-        loss_weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
-    else:
-        loss_weights = None
+        try:  # Keras keeps compile(loss_weights=...) in the compile config alone
+            loss_weights = model.get_compile_config()["loss_weights"]
+        except (TypeError, ValueError, KeyError, NotImplementedError):
+            loss_weights = None
     clone.compile(loss=keras.tree.map_structure(_float64_loss, loss), loss_weights=loss_weights)
-    return clone
+
+
+def _check_same_outputs(model, clone, x64) -> None:
+    """The copy computes what the model computes (to float32 precision): every weight landed
+    where it belongs."""
+    x32 = keras.tree.map_structure(
+        lambda t: tf.cast(t, model.compute_dtype) if t.dtype == tf.float64 else t, x64
+    )
+    expected = tf.function(lambda x: model(x, training=False))(x32)
+    got = tf.function(lambda x: clone(x, training=False))(x64)
+    for want, have in zip(keras.tree.flatten(expected), keras.tree.flatten(got), strict=True):
+        if not _is_floating(want.dtype):
+            continue
+        want, have = _to_numpy(want).astype(np.float64), _to_numpy(have)
+        scale = 1.0 + np.max(np.abs(want), initial=0.0)
+        if not np.all(np.abs(want - have) <= 1e-3 * scale):
+            raise RuntimeError(
+                "the float64 copy of the model computes other outputs than the model "
+                f"(largest difference {np.max(np.abs(want - have)):.3g}); a layer's "
+                "get_config() probably misses one of its arguments."
+            )
 
 
 def _float64_loss(loss):
@@ -316,9 +416,14 @@ def _float64_loss(loss):
     return rebuilt
 
 
-def _check_float64(clone, x64, cost) -> None:
+def _check_float64(clone, y_pred, cost) -> None:
     wrong = [v.path for v in clone.weights if _is_floating(v.dtype) and v.dtype != "float64"]
-    y_pred = clone(x64, training=False)
+    wrong += [
+        f"input {t.name} of {model.name!r} ({t.dtype})"
+        for model in _graph_models(clone)
+        for t in model.inputs
+        if _is_floating(t.dtype) and t.dtype != "float64"
+    ]
     wrong += [
         f"output {i} ({t.dtype})"
         for i, t in enumerate(keras.tree.flatten(y_pred))
@@ -334,25 +439,35 @@ def _check_float64(clone, x64, cost) -> None:
         )
 
 
+def _graph_models(model):
+    """`model` and every Sequential or functional model nested in it."""
+    if _graph_model(model):
+        yield model
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            yield from _graph_models(layer)
+
+
 def _cost(clone, x64, y64):
+    """`(y_pred, J)`: J the compiled loss plus `model.losses`, with dropout off."""
     y_pred = clone(x64, training=False)
-    return clone.compute_loss(x=x64, y=y64, y_pred=y_pred, training=False)
+    return y_pred, clone.compute_loss(x=x64, y=y64, y_pred=y_pred, training=False)
 
 
-def _numerical_gradient(clone, x64, y64, checked: np.ndarray, epsilon: float) -> np.ndarray:
-    variables = clone.trainable_variables
+def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float) -> np.ndarray:
     shapes = [tuple(v.shape) for v in variables]
     sizes = [math.prod(s) for s in shapes]
     n_params = sum(sizes)
     theta = tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
-    frozen = [(v, v.value) for v in clone.non_trainable_variables + clone.metrics_variables]
+    perturbed = {id(v) for v in variables}
+    frozen = [(v, v.value) for v in clone.variables if id(v) not in perturbed]
 
     def cost_at(index, step):
         flat = theta + step * tf.one_hot(index, n_params, dtype=tf.float64)
         values = [tf.reshape(p, s) for p, s in zip(tf.split(flat, sizes), shapes, strict=True)]
         mapping = list(zip(variables, values, strict=True)) + frozen
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
-            return _cost(clone, x64, y64)
+            return _cost(clone, x64, y64)[1]
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float64)]
@@ -447,18 +562,6 @@ def _verdict(relative_error: float) -> str:
     if not relative_error < BUG_THRESHOLD:  # NaN counts as a bug
         return LIKELY_BUG
     return FINE if relative_error < FINE_THRESHOLD else LOOK_CLOSER
-
-
-def _unique_paths(variables) -> list[str]:
-    # Paths are unique within a model except across nested models built apart; keep keys
-    # distinct all the same.
-    seen: dict[str, int] = {}
-    paths = []
-    for v in variables:
-        count = seen.get(v.path, 0)
-        seen[v.path] = count + 1
-        paths.append(v.path if count == 0 else f"{v.path}#{count + 1}")
-    return paths
 
 
 def _to_float64(data):

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reg_callbacks.examples import Examples, rows
+from reg_callbacks.layer_paths import weighted_layers
 from reg_callbacks.training import IntervalProbed, compiled_for_model
 
 KEY_PREFIX = "grad_norm/"
@@ -34,63 +36,85 @@ EXPLODING_NORM = 1e3
 VANISHING_NORM = 1e-7
 
 
-def trainable_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's layers that own trainable weights, input side first."""
-    return [layer for layer in model.layers if layer.trainable_weights]
-
-
-def layer_gradient_norms(model: keras.Model, x, y, *, training: bool = False) -> dict[str, float]:
+def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = False) -> dict:
     """The L2 norm of the loss gradient with respect to each layer's trainable weights.
 
-    The loss is what `fit` minimises: the compiled loss plus `model.losses` (L1/L2
-    penalties). A layer's norm covers all its trainable weights (kernel and bias).
+    The loss is what `fit` minimises: the compiled loss (with its `loss_weights`) plus
+    `model.losses` (L1/L2 penalties). A layer's norm covers all its trainable weights (kernel
+    and bias); a layer used at several call sites is one entry, its gradient summed over them.
 
     Args:
-        model: A compiled Keras model, Sequential or functional.
-        x, y: The probe batch.
+        model: A compiled Keras model: Sequential, functional or subclassed, nested or not.
+        x, y: The probe batch: arrays, or dicts/lists of arrays for named inputs and several
+            outputs. Or `x` a finite `tf.data.Dataset` of `(x, y[, sample_weight])` batches
+            and `y` left out: the gradient is then of the loss over all its examples (each
+            batch's gradient weighted by its size).
         training: Forward pass mode; `False` (default) switches dropout off so that the
             norms of successive calls are comparable.
 
     Returns:
-        `{"grad_norm/<layer name>": norm}` in layer order, input side first. Non-finite
+        `{"grad_norm/<layer path>": norm}`, input side first. The path names the layer
+        through the models that nest it (`grad_norm/block/inner`; a flat model's layers keep
+        their names, `grad_norm/dense_1`): see `reg_callbacks.layer_paths`. Non-finite
         gradients give `inf`/`nan` entries; nothing is raised.
+
+    Raises:
+        ValueError: the model has no loss or no trainable weights, or the data is malformed.
 
     Example:
         >>> layer_gradient_norms(model, x[:64], y[:64])
         {'grad_norm/dense': 0.031, 'grad_norm/dense_1': 0.12, 'grad_norm/dense_2': 0.25}
     """
-    if getattr(model, "loss", None) is None:
-        raise ValueError("model must be compiled with a loss to measure gradient norms.")
-    layers = trainable_layers(model)
-    norms_fn = compiled_for_model(
-        model, ("gradient_norms", bool(training)), _norms_function, jit_compile=False
+    examples = Examples("probe data", x if y is None else (x, y))
+    return _measure(model, examples, training)
+
+
+def _measure(model, examples: Examples, training: bool = False) -> dict[str, float]:
+    _check_model(model)
+    if examples.tensors is not None:
+        norms_fn = compiled_for_model(
+            model, ("gradient_norms", bool(training)), _norms_function, jit_compile=False
+        )
+        return _named(model, norms_fn(*examples.tensors))
+    gradients_fn = compiled_for_model(
+        model, ("gradients", bool(training)), _gradients_function, jit_compile=False
     )
-    norms = norms_fn(tf.convert_to_tensor(x), tf.convert_to_tensor(y))
-    return _named(layers, norms)
+    total, count = None, 0
+    for x, y, sample_weight in examples.batches():
+        n = rows(x)
+        grads = gradients_fn(x, y) if sample_weight is None else gradients_fn(x, y, sample_weight)
+        scaled = [g.numpy().astype(np.float64) * n for g in grads]
+        total = scaled if total is None else [t + g for t, g in zip(total, scaled, strict=True)]
+        count += n
+    if not count:
+        raise ValueError("probe data must hold at least one example; the dataset is empty.")
+    squares = [float(np.sum(np.square(t / count))) for t in total]
+    return _named(model, [math.sqrt(sum(squares[i] for i in group)) for group in _groups(model)])
 
 
 def stacked_gradient_norms(model: keras.Model, x, y, training: bool = False):
     """Graph code: the layer norms of `layer_gradient_norms` as one tensor, input side first."""
-    layers = trainable_layers(model)
-    with tf.GradientTape() as tape:
-        y_pred = model(x, training=training)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-    grads = tape.gradient(loss, [layer.trainable_weights for layer in layers])
+    squares = [tf.reduce_sum(tf.square(g)) for g in loss_gradients(model, x, y, training)]
     return tf.stack(
         [
-            tf.sqrt(
-                tf.add_n(
-                    [
-                        tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
-                        for g in layer_grads
-                        if g is not None
-                    ]
-                    or [tf.constant(0.0)]
-                )
-            )
-            for layer_grads in grads
+            tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)]))
+            for group in _groups(model)
         ]
     )
+
+
+def loss_gradients(model, x, y, training=False, sample_weight=None) -> list:
+    """Graph code: d(training loss)/d(variable), dense float32, per trainable variable."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=training)
+        loss = model.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+    return [
+        tf.zeros(v.shape, tf.float32) if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
+        for v, g in zip(variables, tape.gradient(loss, variables), strict=True)
+    ]
 
 
 def _norms_function(model_ref, training):
@@ -100,11 +124,34 @@ def _norms_function(model_ref, training):
     return norms
 
 
-def _named(layers, norms) -> dict[str, float]:
+def _gradients_function(model_ref, training):
+    def gradients(x, y, sample_weight=None):
+        return loss_gradients(model_ref(), x, y, training, sample_weight)
+
+    return gradients
+
+
+def _groups(model) -> list[list[int]]:
+    """For each weighted layer, the indices of its variables in `model.trainable_variables`."""
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    return [[index[id(v)] for v in group] for group in weighted_layers(model).values()]
+
+
+def _named(model, norms) -> dict[str, float]:
     return {
-        KEY_PREFIX + layer.name: float(norm)
-        for layer, norm in zip(layers, np.asarray(norms), strict=True)
+        KEY_PREFIX + path: float(norm)
+        for path, norm in zip(weighted_layers(model), np.asarray(norms), strict=True)
     }
+
+
+def _check_model(model) -> None:
+    if getattr(model, "loss", None) is None:
+        raise ValueError("model must be compiled with a loss to measure gradient norms.")
+    if not model.trainable_variables:
+        raise ValueError(
+            f"model {model.name!r} has no trainable weights (is it built, and trainable?); "
+            "there is no gradient to measure."
+        )
 
 
 def gradient_health(norms) -> str:
@@ -140,22 +187,30 @@ def gradient_health(norms) -> str:
 
 
 class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
-    """Logs each layer's gradient norm on a fixed probe batch and labels gradient health.
+    """Logs each layer's gradient norm on fixed probe data and labels gradient health.
 
-    Every `every` epochs it writes `grad_norm/<layer name>` into `logs`, appends to the
+    Every `every` epochs it writes `grad_norm/<layer path>` into `logs`, appends to the
     layer x epoch `history` (for a heatmap) and updates `health`. Works unchanged on any
-    Sequential or functional model compiled with a loss.
+    Keras model compiled with a loss: Sequential, functional or subclassed, with nested
+    blocks (each of their layers its own entry, `grad_norm/block/inner`), shared layers,
+    several inputs or outputs (the compiled loss with its `loss_weights`).
 
     Args:
-        probe_data: `(x, y)` batch the norms are measured on; keep it fixed (and small,
-            a few hundred rows) so that epochs are comparable.
+        probe_data: `(x, y)` the norms are measured on (arrays, or dicts of arrays for
+            named inputs), or a finite `tf.data.Dataset` of `(x, y)` batches, measured over
+            all of them; keep it fixed (and small, a few hundred rows) so that epochs are
+            comparable.
         every: Measure every this many epochs (and on the first epoch).
 
     Attributes:
-        history: `{"grad_norm/<layer>": [norm per measured epoch]}`.
+        history: `{"grad_norm/<layer path>": [norm per measured epoch]}`.
         epochs: The epochs measured.
         health: Latest label from `gradient_health`; `health_history` has one per
             measurement, so the start of training (often the interesting part) is kept.
+
+    Raises:
+        ValueError: on construction, a bad argument; as training begins, a model without a
+            loss or without trainable weights.
 
     Example:
         >>> logger = GradientNormLogger((x[:256], y[:256]), every=1)
@@ -168,9 +223,7 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}.")
-        if not isinstance(probe_data, (tuple, list)) or len(probe_data) != 2:
-            raise ValueError("probe_data must be a pair (x, y).")
-        self.probe_data = tuple(probe_data)
+        self.probe = Examples("probe_data", probe_data)
         self.every = every
 
     def on_train_begin(self, logs=None):
@@ -189,32 +242,23 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
 
     def interval_probe(self, epoch):
         """For `train`: this epoch's measurement, to run in its one call an interval."""
-        probe = self._probe_tensors()
-        if (epoch + 1) % self.every or probe is None:
+        if (epoch + 1) % self.every or self.probe.tensors is None:
             return None
-        return stacked_gradient_norms, probe
+        return stacked_gradient_norms, self.probe.tensors
 
     def measure(self, epoch: int) -> dict[str, float]:
         """Measure now and record the result under `epoch` (-1: before training)."""
         probed = self.take_probe_values(epoch)
         if probed is not None:  # computed by `train` for this epoch
-            norms = _named(trainable_layers(self.model), probed)
+            norms = _named(self.model, probed)
         else:
-            norms = layer_gradient_norms(self.model, *(self._probe_tensors() or self.probe_data))
+            norms = _measure(self.model, self.probe)
         for key, value in norms.items():
             self.history.setdefault(key, []).append(value)
         self.epochs.append(epoch)
         self.health = gradient_health(norms)
         self.health_history.append(self.health)
         return norms
-
-    def _probe_tensors(self):
-        """`probe_data` as tensors, converted once; `None` for nested (multi-input) data."""
-        if getattr(self, "_probe_of", None) is not self.probe_data:
-            self._probe_of = self.probe_data
-            plain = all(isinstance(a, (np.ndarray, tf.Tensor)) for a in self.probe_data)
-            self._probe = tuple(map(tf.convert_to_tensor, self.probe_data)) if plain else None
-        return self._probe
 
 
 def norm_ratio(norms: dict[str, float]) -> float:
