@@ -25,13 +25,28 @@ class Examples:
                 f"{name} must be a pair (x, y) or a tf.data.Dataset of (x, y) batches; "
                 f"got {type(data).__name__}."
             )
-        x, y = (keras.tree.map_structure(_as_tensor, part) for part in data)
+        x, y = (keras.tree.map_structure(as_tensor, part) for part in data)
         rows = {int(t.shape[0]) for t in keras.tree.flatten((x, y)) if t.shape.rank}
         if len(rows) != 1:
             raise ValueError(
                 f"{name} must have as many rows in x as in y; got {sorted(rows)} rows."
             )
         self.dataset, self.tensors = None, (x, y)
+
+    def build(self, model: keras.Model) -> None:
+        """Build a model not built yet (a subclassed one, before its first call) for this
+        data, without running it, as `fit` does before its first step."""
+        if model.built:
+            return
+        if self.tensors is not None:
+            model(symbolic_like(self.tensors[0]))
+        else:
+            model(
+                keras.tree.map_structure(
+                    lambda spec: keras.KerasTensor(spec.shape, spec.dtype),
+                    self.dataset.element_spec[0],
+                )
+            )
 
     def batches(self):
         """`(x, y, sample_weight)` for each batch: the in-memory pair is one batch."""
@@ -47,7 +62,16 @@ def rows(x) -> int:
     return int(keras.tree.flatten(x)[0].shape[0])
 
 
-def _as_tensor(array):
+def symbolic_like(x):
+    """Symbolic inputs shaped like the batch `x` (any number of rows), to build a model."""
+    return keras.tree.map_structure(
+        lambda t: keras.KerasTensor((None, *t.shape[1:]), dtype=t.dtype),
+        keras.tree.map_structure(as_tensor, x),
+    )
+
+
+def as_tensor(array):
+    """A tensor of `array`: floats in `floatx`, integers kept integer; object arrays refused."""
     if isinstance(array, tf.Tensor):
         return array
     array = np.asarray(array)

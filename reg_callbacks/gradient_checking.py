@@ -7,12 +7,15 @@ more is likely a bug. With eps = 1e-7 in float64 a correct model lands far below
 line: 2.9e-10 for the course's one-parameter J = theta * x, ~3e-9 for a 47-parameter net,
 ~4e-8 for a 10k-parameter MLP (the rounding noise of J / eps adds up over more parameters).
 
-`gradient_check` does that for a Sequential or functional model in float64, with the cost
-that training minimizes (compiled loss plus `model.losses`, i.e. L1/L2 penalties) and
-dropout off. The 2n perturbed costs are evaluated in chunks, each one `tf.vectorized_map` of
-`StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s on two CPU
-cores (batch of 64; the cost grows with parameters squared times batch size). For larger
-models, `max_params` checks a random subset.
+`gradient_check` does that for any Keras model (Sequential, functional or subclassed, with
+nested blocks, shared layers, several inputs and outputs, custom layers) in float64, with
+the cost that training minimizes (compiled loss with its `loss_weights`, plus
+`model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes run
+inside `tf.function`, as under `fit`, so a custom gradient that works in training works
+here. The 2n perturbed costs are evaluated in chunks, each one `tf.vectorized_map` of
+`StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s on two CPU cores
+(batch of 64; the cost grows with parameters squared times batch size). For larger models,
+`max_params` checks a random subset.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reg_callbacks.examples import symbolic_like
 from reg_callbacks.layer_paths import variable_paths
 
 FINE_THRESHOLD = 1e-6  # below: "fine" (the course sees ~1e-7 and less when backprop is right)
@@ -109,33 +113,39 @@ def gradient_check(
 ) -> GradientCheckReport:
     """Compare a model's backprop gradient with two-sided finite differences, in float64.
 
-    The model is cloned with every floating layer in float64 and its weights copied (cast
-    exactly); the original model is left as it was. The global dtype policy and floatx are
-    float64 during the call and restored afterwards (so do not build models in another
-    thread meanwhile). The cost is J = compiled loss (mean over the batch, `loss_weights` applied) +
-    `sum(model.losses)` (regularization penalties), computed with `training=False`, so
-    dropout is off and batch normalization uses its moving statistics. The analytic gradient
-    comes from `tf.GradientTape`; the numerical one perturbs each parameter by +-epsilon.
+    The model is copied with every floating layer in float64 and its weights copied (cast
+    exactly), layer by layer; the original model is left as it was. The global dtype policy
+    and floatx are float64 during the call and restored afterwards (so do not build models
+    in another thread meanwhile). The cost is J = compiled loss (mean over the batch,
+    `loss_weights` applied) + `sum(model.losses)` (regularization penalties), computed with
+    `training=False`, so dropout is off and batch normalization uses its moving statistics.
+    The analytic gradient comes from `tf.GradientTape`; the numerical one perturbs each
+    parameter by +-epsilon.
 
     Args:
-        model: A built Sequential or functional `keras.Model`, compiled with a loss unless
-            `loss` is given.
+        model: A `keras.Model` compiled with a loss unless `loss` is given. A subclassed
+            model not built yet is built for `x` first, as its first call would. Weights
+            are keyed by their path through the model (`block/inner/kernel`; see
+            `reg_callbacks.layer_paths`).
         x: Inputs for the check, a small batch (samples as rows).
         y: Targets for `x`.
         epsilon: Perturbation size, in (0, 0.01). The course's 1e-7 is the default.
         loss: A loss (string, function or `keras.losses.Loss`) to use instead of the
             compiled one; required when the model is not compiled.
         max_params: If set, check only this many parameters, drawn at random (without
-            replacement, seeded by `seed`) from all of the model's trainable parameters, to
-            bound the cost for large models. The analytic gradient is still complete.
+            replacement, seeded by `seed`), to bound the cost for large models: half of
+            them spread evenly over the trainable variables, so every layer is checked,
+            the rest uniformly over all parameters. The analytic gradient is still complete.
         seed: Seed of the `max_params` subset.
 
     Returns:
         A `GradientCheckReport`; `print(report)` gives a few-line summary.
 
     Raises:
-        ValueError: an argument is out of range, the model is not a built Sequential or
-            functional model, has no trainable parameters, or has no loss.
+        ValueError: an argument is out of range, `x` is a dataset, the model has no
+            trainable parameters or no loss, or a layer has no `get_config()` to rebuild it.
+        RuntimeError: the float64 copy does not compute what the model computes (a
+            layer's config misses an argument) or a layer hard-codes a lower precision.
 
     Example:
         >>> import numpy as np, keras
@@ -154,7 +164,7 @@ def gradient_check(
     """
     _check_args(model, x, epsilon, loss, max_params, seed)
     if not model.built:
-        model(_symbolic(x))  # builds a subclassed model, as its first call would
+        model(symbolic_like(x))  # builds a subclassed model, as its first call would
     if not model.trainable_variables:
         raise ValueError(f"model {model.name!r} has no trainable variables; nothing to check.")
     paths = variable_paths(model)
@@ -164,7 +174,6 @@ def gradient_check(
         _compile_like(clone, model, loss)
         shapes = [tuple(v.shape) for v in variables]
         sizes = [math.prod(s) for s in shapes]
-        n_params = sum(sizes)
 
         # Inside tf.function, as under fit: a custom gradient over a layer's weight (a
         # `tf.custom_gradient` given the variable itself) works only in graph mode.
@@ -183,11 +192,7 @@ def gradient_check(
             ]
         )
 
-        if max_params is None or max_params >= n_params:
-            checked = np.arange(n_params)
-        else:
-            rng = np.random.default_rng(seed)
-            checked = np.sort(rng.choice(n_params, size=max_params, replace=False))
+        checked = _checked_parameters(sizes, max_params, seed)
         numerical_checked = _numerical_gradient(clone, variables, x64, y64, checked, epsilon)
 
     return _report(
@@ -242,14 +247,6 @@ def _graph_model(layer) -> bool:
         return False
 
 
-def _symbolic(x):
-    """Symbolic inputs shaped like the batch `x`, to build a model without running it."""
-    return keras.tree.map_structure(
-        lambda t: keras.KerasTensor((None, *t.shape[1:]), dtype=t.dtype),
-        keras.tree.map_structure(tf.convert_to_tensor, x),
-    )
-
-
 @contextlib.contextmanager
 def _float64_defaults():
     # Layers we build take the global dtype policy; Keras losses (and the compiled-loss
@@ -281,7 +278,7 @@ def _float64_copy(model: keras.Model, x64) -> tuple[keras.Model, list]:
         clone = _clone_graph(model, pairs)
     else:
         clone = _rebuilt(model)
-        clone(_symbolic(x64))
+        clone(symbolic_like(x64))
         pairs.append((model, clone))
     copy_of = {}
     for original, rebuilt in pairs:
@@ -446,6 +443,27 @@ def _graph_models(model):
     for layer in getattr(model, "layers", []):
         if isinstance(layer, keras.Model):
             yield from _graph_models(layer)
+
+
+def _checked_parameters(sizes: list[int], max_params: int | None, seed: int) -> np.ndarray:
+    """Flat indices of the parameters to check: all, or `max_params` of them drawn at random,
+    half spread evenly over the variables (so that a small layer of a large model is checked
+    too) and half uniformly over all parameters."""
+    n_params = sum(sizes)
+    if max_params is None or max_params >= n_params:
+        return np.arange(n_params)
+    rng = np.random.default_rng(seed)
+    per_variable = max_params // (2 * len(sizes))
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    spread = np.concatenate(
+        [
+            offset + rng.choice(size, size=min(size, per_variable), replace=False)
+            for offset, size in zip(offsets, sizes, strict=True)
+        ]
+    ).astype(np.int64)
+    rest = np.setdiff1d(np.arange(n_params), spread)
+    uniform = rng.choice(rest, size=max_params - len(spread), replace=False)
+    return np.sort(np.concatenate([spread, uniform]))
 
 
 def _cost(clone, x64, y64):

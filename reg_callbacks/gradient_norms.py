@@ -66,6 +66,7 @@ def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = Fals
         {'grad_norm/dense': 0.031, 'grad_norm/dense_1': 0.12, 'grad_norm/dense_2': 0.25}
     """
     examples = Examples("probe data", x if y is None else (x, y))
+    examples.build(model)
     return _measure(model, examples, training)
 
 
@@ -232,6 +233,7 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         self.health: str | None = None
         self.health_history: list[str] = []
         self._probed = None
+        self.probe.build(self.model)
         self.measure(-1)
 
     def on_epoch_end(self, epoch, logs=None):

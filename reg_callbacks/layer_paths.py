@@ -65,9 +65,9 @@ def _grouped(model) -> dict[str, list[tuple[str, object]]]:
     return groups
 
 
-def _leaf_layers(model):
+def _leaf_layers(model) -> list[tuple[str, object]]:
     """`(path, layer)` for each layer that is not a model, walking nested models; each once."""
-    seen: set[int] = set()
+    leaves, seen = [], set()
 
     def walk(container, prefix):
         for layer in container.layers:
@@ -75,11 +75,12 @@ def _leaf_layers(model):
                 continue
             seen.add(id(layer))
             if isinstance(layer, keras.Model):
-                yield from walk(layer, f"{prefix}{layer.name}/")
+                walk(layer, f"{prefix}{layer.name}/")
             else:
-                yield f"{prefix}{layer.name}", layer
+                leaves.append((f"{prefix}{layer.name}", layer))
 
-    return walk(model, "")
+    walk(model, "")
+    return leaves
 
 
 def _relative_path(variable_path: str, layer_name: str) -> str:

@@ -49,6 +49,8 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend.tensorflow import random as keras_tf_random
 
+from reg_callbacks.examples import as_tensor, symbolic_like
+
 DEFAULT_LOG_EVERY = 1000  # iterations per logging interval: the course prints its cost this often
 
 
@@ -120,12 +122,18 @@ def train(
         3
     """
     _check_args(model, iterations, log_every, batch_size, jit_compile)
-    x, y = _as_tensor(x), _as_tensor(y)
-    n_samples = int(x.shape[0])
-    if int(y.shape[0]) != n_samples:
+    if isinstance(x, tf.data.Dataset):
         raise ValueError(
-            f"x and y must have the same number of rows; got {n_samples} and {y.shape[0]}."
+            "x must be arrays (train runs full-batch or mini-batch steps over data in "
+            "memory); got a tf.data.Dataset: use model.fit for a dataset."
         )
+    x, y = keras.tree.map_structure(as_tensor, x), keras.tree.map_structure(as_tensor, y)
+    n_rows = sorted({int(t.shape[0]) for t in keras.tree.flatten((x, y))})
+    if len(n_rows) != 1:
+        raise ValueError(f"x and y must have the same number of rows; got {n_rows}.")
+    n_samples = n_rows[0]
+    if not model.built:
+        model(symbolic_like(x))  # a subclassed model builds on its first call, as in fit
     if batch_size is not None and batch_size >= n_samples:
         batch_size = None
 
@@ -137,7 +145,7 @@ def train(
     if validation_data is not None:
         # A plain graph: run once an interval, it would not repay XLA's seconds of compilation.
         evaluate = compiled_for_model(model, ("evaluate",), _evaluate_function, False)
-        validation_data = tuple(map(_as_tensor, validation_data))
+        validation_data = keras.tree.map_structure(as_tensor, tuple(validation_data))
     batches = _BatchOrder(n_samples, batch_size, shuffle_seed) if batch_size else None
     probing = [cb for cb in callback_list.callbacks if hasattr(cb, "interval_probe")]
     loops = {}  # probe layout -> compiled loop, looked up once a call, not once an interval
@@ -205,6 +213,9 @@ def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
             start += count
         return outputs
 
+    def gathered(data, rows):
+        return keras.tree.map_structure(lambda t: tf.gather(t, rows), data)
+
     if full_batch:
 
         def run(x, y, steps, *probe_inputs):
@@ -218,10 +229,8 @@ def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
         def run(x, y, batch_indices, *probe_inputs):
             model = model_ref()
             for i in tf.range(tf.shape(batch_indices)[0] - 1):
-                rows = batch_indices[i]
-                model.train_step((tf.gather(x, rows), tf.gather(y, rows)))
-            rows = batch_indices[-1]
-            logs = last_step_logs(model, (tf.gather(x, rows), tf.gather(y, rows)))
+                model.train_step(gathered((x, y), batch_indices[i]))
+            logs = last_step_logs(model, gathered((x, y), batch_indices[-1]))
             return logs, probe(model, probe_inputs)
 
     return run
@@ -454,15 +463,6 @@ class _BatchOrder:
             .permutation(self.n_samples)
             .astype(np.int32)
         )
-
-
-def _as_tensor(array):
-    if isinstance(array, tf.Tensor):
-        return array
-    array = np.asarray(array)
-    if array.dtype.kind == "f":
-        array = array.astype(keras.config.floatx())
-    return tf.constant(array)
 
 
 def _check_args(model, iterations, log_every, batch_size, jit_compile) -> None:
