@@ -36,6 +36,13 @@ FINE_THRESHOLD = 1e-6  # below: "fine" (the course sees ~1e-7 and less when back
 BUG_THRESHOLD = 1e-3  # at or above: "likely a bug"; in between: "look closer" (~1e-5)
 FINE, LOOK_CLOSER, LIKELY_BUG = "fine", "look closer", "likely a bug"
 MAX_EPSILON = 1e-2
+# A difference quotient (J(theta + eps) - J(theta)) / eps carries rounding noise of about
+# |J| * 2.2e-16 / eps (2e-9 for J ~ 1 at eps = 1e-7). Differences of more than RESOLVED times
+# that are signal: a parameter is on a kink where its two one-sided slopes differ by that
+# much and by more than KINK_JUMP of their sizes (on a smooth cost they differ by eps * J''),
+# and a variable is a suspect only where its gradient is that far above the noise.
+RESOLVED = 30.0
+KINK_JUMP = 0.1
 N_WORST = 10
 # Elements (float64) one chunk of perturbed forward passes may hold: parameter vectors plus
 # activations, about 64 MB; vectorized_map's temporaries take a few times that.
@@ -46,7 +53,7 @@ _CHUNK_ELEMENTS = 2**23
 class ParameterCheck:
     """One parameter's analytic and numerical derivative."""
 
-    path: str  # the original model's `variable.path`
+    path: str  # the variable's path through the model, as in `per_variable`
     index: int  # flat (row-major) index inside the variable
     analytic: float
     numerical: float
@@ -58,15 +65,20 @@ class GradientCheckReport:
     """Outcome of `gradient_check`.
 
     `relative_error` is ||g - g~||_2 / (||g||_2 + ||g~||_2) over the checked parameters (0
-    when both norms are 0); `per_variable` is the same per trainable variable, keyed by the
-    original model's `variable.path`. `verdict` reads `relative_error`: "fine" below
-    `FINE_THRESHOLD` (1e-6), "likely a bug" at or above `BUG_THRESHOLD` (1e-3), else "look
-    closer". `suspect_layers` lists the variables whose own error is at or above
-    `BUG_THRESHOLD`, worst first; it can name a variable even when the overall verdict is
-    "fine", because a wrong gradient in a variable with small gradients is diluted in the
-    overall norm. `analytic` and `numerical` hold the gradients per variable, shaped like the
-    variable (`numerical` is NaN where `max_params` skipped a parameter; a variable with no
-    checked parameter is left out of `per_variable`).
+    when both norms are 0); `per_variable` is the same per trainable variable, keyed by its
+    path through the model (`block/inner/kernel`, `reg_callbacks.layer_paths`).
+    `suspect_layers` lists the variables whose own error is at or above `BUG_THRESHOLD`, worst
+    first, among those whose gradient stands out of the finite differences' rounding noise (a
+    layer no gradient reaches, 1e-18 against 0, is no suspect). `verdict` is "likely a bug"
+    when there is a suspect, which can be when `relative_error` alone is small: a wrong
+    gradient in one layer of a large model (or a layer with small gradients) is diluted in the
+    overall norm. Otherwise it reads `relative_error`: "fine" below `FINE_THRESHOLD` (1e-6),
+    "likely a bug" at or above `BUG_THRESHOLD` (1e-3), else "look closer". `analytic` and
+    `numerical` hold the gradients per variable, shaped like the variable (`numerical` is NaN
+    where a parameter was not compared; a variable with no compared parameter is left out of
+    `per_variable`). `n_checked` parameters were compared: those `max_params` drew, less the
+    `n_kinks` that sit on a kink of the cost (a ReLU input at exactly 0), where there is no
+    derivative to compare.
     """
 
     relative_error: float
@@ -76,6 +88,7 @@ class GradientCheckReport:
     suspect_layers: list[str]
     n_params: int
     n_checked: int
+    n_kinks: int
     epsilon: float
     cost: float
     analytic: dict[str, np.ndarray] = field(repr=False)
@@ -87,6 +100,8 @@ class GradientCheckReport:
             f"(J = {self.cost:.6g}, {self.n_checked} of {self.n_params} parameters, "
             f"epsilon = {self.epsilon:g})"
         ]
+        if self.n_kinks:
+            lines.append(f"  left out: {self.n_kinks} parameters on a kink (no derivative there)")
         for path in self.suspect_layers:
             lines.append(f"  suspect: {path} (relative error {self.per_variable[path]:.2e})")
         if self.worst:
@@ -192,16 +207,17 @@ def gradient_check(
             ]
         )
 
-        checked = _checked_parameters(sizes, max_params, seed)
-        numerical_checked = _numerical_gradient(clone, variables, x64, y64, checked, epsilon)
+        drawn = _checked_parameters(sizes, max_params, seed)
+        numerical, on_kink = _numerical_gradient(clone, variables, x64, y64, drawn, epsilon)
 
     return _report(
         paths=paths,
         shapes=shapes,
         sizes=sizes,
         analytic=analytic,
-        checked=checked,
-        numerical_checked=numerical_checked,
+        checked=drawn[~on_kink],
+        numerical_checked=numerical[~on_kink],
+        n_kinks=int(on_kink.sum()),
         epsilon=float(epsilon),
         cost=float(cost),
     )
@@ -472,7 +488,15 @@ def _cost(clone, x64, y64):
     return y_pred, clone.compute_loss(x=x64, y=y64, y_pred=y_pred, training=False)
 
 
-def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float) -> np.ndarray:
+def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float):
+    """The two-sided differences at `checked`, and which of those parameters sit on a kink.
+
+    A kink (a ReLU input at exactly 0, as in a dead channel after a bias-free convolution,
+    whose batch norm shift is still 0) has no derivative: backprop takes one side's slope,
+    the two-sided difference the mean of both, so they disagree on a correct model. There
+    the one-sided differences (J(theta + eps) - J) / eps and (J - J(theta - eps)) / eps
+    differ by the jump in slope, where on a smooth cost they differ by eps * J'' only.
+    """
     shapes = [tuple(v.shape) for v in variables]
     sizes = [math.prod(s) for s in shapes]
     n_params = sum(sizes)
@@ -495,16 +519,29 @@ def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float) -> 
 
     chunk = max(1, _CHUNK_ELEMENTS // (n_params + _activation_elements(clone, x64)))
     chunk = min(chunk, len(checked))
-    numerical = np.empty(len(checked))
+    forward, backward = np.empty(len(checked)), np.empty(len(checked))
     for start in range(0, len(checked), chunk):
         indices = checked[start : start + chunk]
         k = len(indices)
+        # Each chunk also evaluates J itself (a step of 0), for the one-sided slopes: once
+        # would do, but a vectorized_map over one element mis-broadcasts a conv's bias.
         costs = costs_at(
-            tf.constant(np.concatenate([indices, indices]), tf.int64),
-            tf.constant(np.repeat([epsilon, -epsilon], k), tf.float64),
+            tf.constant(np.concatenate([indices, indices, [0]]), tf.int64),
+            tf.constant(np.concatenate([np.repeat([epsilon, -epsilon], k), [0.0]]), tf.float64),
         ).numpy()
-        numerical[start : start + k] = (costs[:k] - costs[k:]) / (2 * epsilon)
-    return numerical
+        at_theta = costs[-1]
+        forward[start : start + k] = (costs[:k] - at_theta) / epsilon
+        backward[start : start + k] = (at_theta - costs[k : 2 * k]) / epsilon
+    jump = np.abs(forward - backward)
+    on_kink = (jump > KINK_JUMP * (np.abs(forward) + np.abs(backward))) & (
+        jump > RESOLVED * _rounding_noise(at_theta, epsilon)
+    )
+    return (forward + backward) / 2, on_kink
+
+
+def _rounding_noise(cost: float, epsilon: float) -> float:
+    """The rounding noise of one difference quotient of a float64 cost."""
+    return abs(float(cost)) * float(np.finfo(np.float64).eps) / epsilon
 
 
 def _activation_elements(clone, x64) -> int:
@@ -520,20 +557,24 @@ def _activation_elements(clone, x64) -> int:
     return batch * per_sample
 
 
-def _report(*, paths, shapes, sizes, analytic, checked, numerical_checked, epsilon, cost):
+def _report(*, paths, shapes, sizes, analytic, checked, numerical_checked, n_kinks, epsilon, cost):
     n_params = len(analytic)
     numerical = np.full(n_params, np.nan)
     numerical[checked] = numerical_checked
     owner = np.repeat(np.arange(len(paths)), sizes)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
 
-    per_variable = {}
+    per_variable, resolved = {}, set()
+    noise = _rounding_noise(cost, epsilon)
     for v, path in enumerate(paths):
         in_var = checked[owner[checked] == v]
         if len(in_var):
-            per_variable[path] = _relative_error(analytic[in_var], numerical[in_var])
+            a, n = analytic[in_var], numerical[in_var]
+            per_variable[path] = _relative_error(a, n)
+            if max(np.linalg.norm(a), np.linalg.norm(n)) > RESOLVED * noise * np.sqrt(len(a)):
+                resolved.add(path)
     suspects = sorted(
-        (p for p, e in per_variable.items() if e >= BUG_THRESHOLD),
+        (p for p, e in per_variable.items() if e >= BUG_THRESHOLD and p in resolved),
         key=lambda p: -per_variable[p],
     )
 
@@ -553,10 +594,11 @@ def _report(*, paths, shapes, sizes, analytic, checked, numerical_checked, epsil
         relative_error=relative_error,
         per_variable=per_variable,
         worst=worst,
-        verdict=_verdict(relative_error),
+        verdict=LIKELY_BUG if suspects else _verdict(relative_error),
         suspect_layers=suspects,
         n_params=n_params,
         n_checked=len(checked),
+        n_kinks=n_kinks,
         epsilon=epsilon,
         cost=cost,
         analytic={
