@@ -77,13 +77,14 @@ def _measure(model, examples: Examples, training: bool = False) -> dict[str, flo
             model, ("gradient_norms", bool(training)), _norms_function, jit_compile=False
         )
         return _named(model, norms_fn(*examples.tensors))
-    gradients_fn = compiled_for_model(
-        model, ("gradients", bool(training)), _gradients_function, jit_compile=False
-    )
     total, count = None, 0
     for x, y, sample_weight in examples.batches():
         n = rows(x)
-        grads = gradients_fn(x, y) if sample_weight is None else gradients_fn(x, y, sample_weight)
+        weighted = sample_weight is not None
+        gradients_fn = compiled_for_model(
+            model, ("gradients", bool(training), weighted), _gradients_function, jit_compile=False
+        )
+        grads = gradients_fn(x, y, sample_weight) if weighted else gradients_fn(x, y)
         scaled = [g.numpy().astype(np.float64) * n for g in grads]
         total = scaled if total is None else [t + g for t, g in zip(total, scaled, strict=True)]
         count += n
@@ -125,9 +126,16 @@ def _norms_function(model_ref, training):
     return norms
 
 
-def _gradients_function(model_ref, training):
-    def gradients(x, y, sample_weight=None):
-        return loss_gradients(model_ref(), x, y, training, sample_weight)
+def _gradients_function(model_ref, training, weighted):
+    if weighted:
+
+        def weighted_gradients(x, y, sample_weight):
+            return loss_gradients(model_ref(), x, y, training, sample_weight)
+
+        return weighted_gradients
+
+    def gradients(x, y):
+        return loss_gradients(model_ref(), x, y, training)
 
     return gradients
 
