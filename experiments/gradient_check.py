@@ -13,6 +13,7 @@ ReLU/ReLU/sigmoid net with normal weights):
 | net      | the same with the course's cost formula     | 1.19e-7      | 4.6e-8               |
 | l2       | + L2 with λ = 0.7 (penalty λ/(2m)·Σ‖W‖²)    | —            | 1.1e-9, J + penalty  |
 | broken   | the course's planted bugs: dW2 ×2, db1 ×4   | 0.2850931568 | 0.2850931, flagged   |
+| trained  | a bug hidden while weights are small        | check again  | fine, then flagged   |
 
 Why 1e-9 and not the course's 1e-7: the third example's prediction is 0.99887, and the
 course computes −log(1 − a) from the probability, losing ~3 digits to cancellation; each lost
@@ -24,11 +25,19 @@ the error rises to 4.6e-8. The planted bugs are the course's own (`dW2 = ... * 2
 `layer_1/bias`) and no other. With L2 on, the checked J includes the penalty, so a backprop
 that forgot it would show; the run logs J with and without it.
 
+The course's last advice: a backprop bug can hide while the weights are small, so check at
+initialization and again after some training. The `trained` case plants such a bug: a layer
+whose forward pass clips its kernel to [−1, 1] (a weight constraint written into the layer)
+and whose hand-written backward pass forgets the clip's mask. At initialization every weight
+is inside the clip, the backward pass is right and the check reads "fine"; trained on noisy
+moons (which the wrong gradient lets push weights past 1), the same check reads "likely a
+bug" and names `clipped/kernel`.
+
 Everything lands in one MLflow run: `relative_error/<case>` (and per variable) as metrics,
 `verdict/<case>` and `suspect_layers/<case>` as tags, the reports as `gradient_check.txt`,
 and a bar chart of the errors. No training, so no bias/variance tag.
 
-Run: `python -m experiments.gradient_check` (or `--case 1d|net|l2|broken`).
+Run: `python -m experiments.gradient_check` (or `--case 1d|net|l2|broken|trained`).
 """
 
 from __future__ import annotations
@@ -42,8 +51,9 @@ from experiments.cli import main
 from experiments.datasets import DataSplit
 from experiments.runner import tracked_run
 
-Case = Literal["all", "1d", "net", "l2", "broken"]
-CASES = ("1d", "net", "l2", "broken")
+Case = Literal["all", "1d", "net", "l2", "broken", "trained"]
+CASES = ("1d", "net", "l2", "broken", "trained")
+TRAINED_ITERATIONS = 2000  # full-batch steps of the `trained` case, at learning rate 1
 COURSE = {"1d": 2.919335883291695e-10, "net": 1.1890913022840002e-07, "broken": 0.2850931567761624}
 
 
@@ -157,6 +167,61 @@ def scaled_gradient_dense():
     return ScaledGradientDense
 
 
+def clipped_dense():
+    """A Dense layer that clips its kernel to [-1, 1] in the forward pass, with a hand-written
+    backward pass that forgets the clip (its gradient reaches weights the clip cut off)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="gradient_check")
+    class ClippedDense(keras.layers.Dense):
+        def call(self, inputs):
+            ops = keras.ops
+
+            @ops.custom_gradient
+            def clipped_matmul(x, kernel):
+                def backward(*upstream, **_):
+                    (up,) = upstream
+                    clipped = ops.clip(kernel, -1.0, 1.0)
+                    # The bug: the true kernel gradient is zero where |kernel| > 1.
+                    return ops.matmul(up, ops.transpose(clipped)), ops.matmul(ops.transpose(x), up)
+
+                return ops.matmul(x, ops.clip(kernel, -1.0, 1.0)), backward
+
+            return self.activation(clipped_matmul(inputs, self.kernel) + self.bias)
+
+    return ClippedDense
+
+
+def trained_check(cfg: Config) -> dict:
+    """The `trained` case: the clipped layer's check at initialization and after training."""
+    import keras
+    from sklearn.datasets import make_moons
+
+    from reg_callbacks import gradient_check, train
+
+    x, y = make_moons(200, noise=0.2, random_state=cfg.seed)
+    x, y = x.astype("float32"), y.reshape(-1, 1).astype("float32")
+    keras.utils.set_random_seed(cfg.seed)
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(8, "tanh", name="hidden"),
+            clipped_dense()(8, "tanh", name="clipped"),
+            keras.layers.Dense(1, "sigmoid", name="output"),
+        ],
+        name="clipped_net",
+    )
+    model.compile(keras.optimizers.SGD(1.0), "binary_crossentropy")
+    probe = x[:32], y[:32]
+    at_init = gradient_check(model, *probe, cfg.epsilon)
+    train(model, x, y, iterations=TRAINED_ITERATIONS, log_every=TRAINED_ITERATIONS)
+    return {
+        "report": gradient_check(model, *probe, cfg.epsilon),
+        "at_init": at_init,
+        "largest_weight": float(abs(model.get_layer("clipped").kernel.numpy()).max()),
+    }
+
+
 def build_model(weights: dict[str, np.ndarray], *, l2: float = 0.0, broken: bool = False):
     """The course's 4→5→3→1 net (ReLU, ReLU, sigmoid) with its weights; Keras pieces only.
 
@@ -228,6 +293,8 @@ def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
             "penalty": penalty,
             "cost_without_penalty": numpy_cost(weights, x, y),
         }
+    if case == "trained":
+        return trained_check(cfg)
     return {"report": gradient_check(build_model(weights, broken=True), x, y, cfg.epsilon)}
 
 
@@ -263,6 +330,12 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradi
             if "course_cost" in result:
                 numbers["relative_error_course_cost"] = result["course_cost"].relative_error
                 bars[f"{case} (course's cost formula)"] = result["course_cost"].relative_error
+            if "at_init" in result:
+                numbers["relative_error_at_init"] = result["at_init"].relative_error
+                numbers["verdict_at_init"] = result["at_init"].verdict
+                numbers["largest_weight"] = result["largest_weight"]
+                bars[f"{case} (at initialization)"] = result["at_init"].relative_error
+                texts.append(f"[{case}, at initialization]\n{result['at_init'].summary()}")
             if "penalty" in result:
                 numbers["penalty"] = result["penalty"]
                 numbers["cost_without_penalty"] = result["cost_without_penalty"]
@@ -274,12 +347,7 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradi
             metrics.update(
                 {f"relative_error/{case}/{p}": e for p, e in report.per_variable.items()}
             )
-            tags.update(
-                {
-                    f"verdict/{case}": report.verdict,
-                    f"suspect_layers/{case}": numbers["suspect_layers"],
-                }
-            )
+            tags.update({f"{key}/{case}": v for key, v in numbers.items() if isinstance(v, str)})
             texts.append(f"[{case}]\n{report.summary()}")
             if "course_cost" in result:
                 texts.append(

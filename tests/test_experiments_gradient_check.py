@@ -39,7 +39,7 @@ def test_numpy_cost_is_the_courses_cross_entropy():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"case": "bogus"}, "case must be one of all, 1d, net, l2, broken; got 'bogus'."),
+        ({"case": "bogus"}, "case must be one of all, 1d, net, l2, broken, trained; got 'bogus'."),
         ({"epsilon": 0.5}, "epsilon must be in (0, 0.01); got 0.5."),
         ({"lambd": -1.0}, "lambd must be >= 0; got -1.0."),
     ],
@@ -91,6 +91,14 @@ def test_all_cases_reproduce_the_course_and_flag_the_planted_bug(mlflow_store):
     text = Path(report).read_text()
     assert "suspect: layer_2/kernel" in text and "[l2]" in text
 
+    # The course's last advice: a bug hidden while the weights are small shows after training.
+    trained = summary["trained"]
+    assert trained["relative_error_at_init"] < 1e-6 and trained["verdict_at_init"] == "fine"
+    assert trained["largest_weight"] > 1.0  # past the clip, where the backward pass is wrong
+    assert trained["verdict"] == "likely a bug"
+    assert trained["suspect_layers"] == "clipped/kernel"
+    assert tags["verdict_at_init/trained"] == "fine" and tags["verdict/trained"] == "likely a bug"
+
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -110,7 +118,7 @@ def test_cli_one_case_help_and_bad_input(tmp_path):
     assert "1d/relative_error" in result.stdout and "2.919e-10" in result.stdout
 
     result = cli("--help", cwd=tmp_path)
-    assert result.returncode == 0 and "--case {all,1d,net,l2,broken}" in result.stdout
+    assert result.returncode == 0 and "--case {all,1d,net,l2,broken,trained}" in result.stdout
 
     for args, fragment in (
         (("--case", "bogus"), "error: case must be one of"),
