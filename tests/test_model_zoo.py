@@ -208,3 +208,15 @@ def test_a_model_without_loss_is_refused():
         layer_gradient_norms(uncompiled, x, y)
     with pytest.raises(ValueError, match="loss must be given"):
         gradient_check(uncompiled, x, y)
+
+
+def test_gradient_check_takes_the_compiled_weighted_loss():
+    case = CASES["multi_io"]()
+    report = gradient_check(case.model, case.x, case.y)
+    predictions = case.model.predict(case.x, verbose=0)
+    binary = keras.losses.binary_crossentropy(case.y["binary"], predictions["binary"])
+    classes = keras.losses.sparse_categorical_crossentropy(
+        case.y["classes"], predictions["classes"]
+    )
+    weighted = float(np.mean(binary)) + 0.3 * float(np.mean(classes))  # loss_weights 1, 0.3
+    assert report.cost == pytest.approx(weighted, rel=1e-5)
