@@ -197,8 +197,8 @@ def print_table(report: dict, args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="back-to-back pairs per row")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per fit")
+    parser.add_argument("--repeats", type=int, default=7, help="back-to-back pairs per row")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per fit")
     parser.add_argument("--samples", type=int, default=512, help="training images")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
