@@ -12,7 +12,8 @@ synthetic images:
 
 Each row's ratio `+cb/fit` is the median, over the repeats, of the two fits run back to back
 in alternating order (fit, +cb, then +cb, fit): a shared machine's speed drifts by more
-than the effect, and a steady drift cancels in a pair. The CPU ratio uses the process's CPU
+than the effect, and a steady drift cancels in a pair; each repeat runs every row's pair,
+so a slow spell is shared between rows. The CPU ratio uses the process's CPU
 time (all threads), which does not count waiting for a core. Every fit starts from the same
 weights and optimizer state; the first fits (tracing) are timed apart. The overhead scales
 with the rows the callbacks evaluate against the rows an epoch trains on (`--eval-rows`,
@@ -109,38 +110,41 @@ def run_benchmark(args) -> dict:
     first_fit = {"without callbacks": timed(lambda: fit(epochs=1))[0]}
     both = make_callbacks(ROWS[0], x, y, x_dev, y_dev, args)
     first_fit["with both callbacks"], _ = timed(lambda: fit(both, epochs=1))
-    results = []
-    for row in ROWS:
-        pairs = []
-        for repeat in range(args.repeats):
-            order = ("fit", "+cb") if repeat % 2 == 0 else ("+cb", "fit")
+    pairs = {row: [] for row in ROWS}
+    logged = {}  # the last fit's logs for each row, to show the callbacks did their work
+    for repeat in range(args.repeats):
+        order = ("fit", "+cb") if repeat % 2 == 0 else ("+cb", "fit")
+        for row in ROWS:
             measured = {}
             for variant in order:
                 callbacks = (
                     make_callbacks(row, x, y, x_dev, y_dev, args) if variant == "+cb" else None
                 )
                 wall, cpu, history = timed_with_cpu(lambda callbacks=callbacks: fit(callbacks))
-                measured[variant] = {"wall": wall, "cpu": cpu, "history": history.history}
-            pairs.append(measured)
-        logged = pairs[-1]["+cb"]["history"]
-        ratios = [pair["+cb"]["wall"] / pair["fit"]["wall"] for pair in pairs]
+                measured[variant] = {"wall": wall, "cpu": cpu}
+                if variant == "+cb":
+                    logged[row] = history.history
+            pairs[row].append(measured)
+        print(f"done: repeat {repeat + 1} of {args.repeats}", file=sys.stderr, flush=True)
+    results = []
+    for row in ROWS:
+        ratios = [pair["+cb"]["wall"] / pair["fit"]["wall"] for pair in pairs[row]]
         results.append(
             {
                 "callbacks": row,
-                "fit_ms_per_epoch": 1e3 * _median(pairs, "fit", "wall") / args.epochs,
-                "cb_ms_per_epoch": 1e3 * _median(pairs, "+cb", "wall") / args.epochs,
+                "fit_ms_per_epoch": 1e3 * _median(pairs[row], "fit", "wall") / args.epochs,
+                "cb_ms_per_epoch": 1e3 * _median(pairs[row], "+cb", "wall") / args.epochs,
                 "ratio": statistics.median(ratios),
                 "ratio_min": min(ratios),
                 "ratio_max": max(ratios),
                 "cpu_ratio": statistics.median(
-                    pair["+cb"]["cpu"] / pair["fit"]["cpu"] for pair in pairs
+                    pair["+cb"]["cpu"] / pair["fit"]["cpu"] for pair in pairs[row]
                 ),
-                # What the callbacks wrote into the logs, so a run shows they did their work.
-                "grad_norm_keys": sum(key.startswith(KEY_PREFIX) for key in logged),
-                "dev_error_epochs": len(logged.get("dev_error", [])),
+                "grad_norm_keys": sum(key.startswith(KEY_PREFIX) for key in logged[row]),
+                "dev_error_epochs": len(logged[row].get("dev_error", [])),
+                "pairs": pairs[row],
             }
         )
-        print(f"done: {row}", file=sys.stderr, flush=True)
     return {
         "model": "MobileNet(input_shape=(32, 32, 3), alpha=0.25, classes=10, weights=None)",
         "parameters": model.count_params(),
