@@ -13,10 +13,10 @@ synthetic images:
 Each row's ratio `+cb/fit` is the median, over the repeats, of the two fits run back to back
 in alternating order (fit, +cb, then +cb, fit): a shared machine's speed drifts by more
 than the effect, and a steady drift cancels in a pair; each repeat runs every row's pair,
-so a slow spell is shared between rows. The CPU ratio uses the process's CPU
-time (all threads), which does not count waiting for a core. Every fit starts from the same
-weights and optimizer state; the first fits (tracing) are timed apart. The overhead scales
-with the rows the callbacks evaluate against the rows an epoch trains on (`--eval-rows`,
+so a slow spell is shared between rows. The CPU ratio uses the process's CPU time (all
+threads), which does not count waiting for a core. Every fit starts from the same weights
+and optimizer state; the first fits (tracing) are timed apart. The overhead scales with the
+rows the callbacks evaluate against the rows an epoch trains on (`--eval-rows`,
 `--probe-batch` against `--samples`).
 
 Run: `python benchmarks/bench_callbacks.py [--repeats R] [--epochs E] [--json PATH]`.

@@ -87,10 +87,12 @@ def data_fingerprint(*arrays) -> str:
 def git_commit() -> str:
     """The commit the user's code is at: HEAD of the git repository holding the running script.
 
-    The code is, as for MLflow's `mlflow.source.git.commit`, the file `__main__` runs
-    (`python script.py`, or the module's file for `python -m package.module`); in an
-    interactive session or a notebook, which have no such file, the working directory. Not
-    where this package is installed: a user's run is tagged with the user's commit.
+    The script is the file `__main__` was loaded from: `python script.py`, the module's file
+    for `python -m package.module`, and the parent's in multiprocessing's spawned workers.
+    That is the repository MLflow's `mlflow.source.git.commit` names (it looks at
+    `sys.argv[0]`, the same file for both). An interactive session or a notebook has no
+    such file (a notebook's `sys.argv[0]` is its kernel's launcher): there it is the working
+    directory. Never where this package is installed: a user's run gets the user's commit.
 
     Returns:
         The commit's hash, with `+dirty` appended when tracked files differ from it or the
