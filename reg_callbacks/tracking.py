@@ -85,22 +85,46 @@ def data_fingerprint(*arrays) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the checkout this package runs from, `+dirty` if changed, or "unknown"."""
-    root = Path(__file__).resolve().parent.parent
+    """The commit the user's code is at: HEAD of the git repository holding the running script.
+
+    The script is the file `__main__` was loaded from: `python script.py`, the module's file
+    for `python -m package.module`, and the parent's in multiprocessing's spawned workers.
+    That is the repository MLflow's `mlflow.source.git.commit` names (it looks at
+    `sys.argv[0]`, the same file for both). An interactive session or a notebook has no
+    such file (a notebook's `sys.argv[0]` is its kernel's launcher): there it is the working
+    directory. Never where this package is installed: a user's run gets the user's commit.
+
+    Returns:
+        The commit's hash, with `+dirty` appended when tracked files differ from it or the
+        script itself is not in it (untracked or ignored); "none" outside a git repository
+        (or in one with no commit yet); "unknown" if git cannot be run.
+    """
+    script = _main_file()
+    where = script.parent if script is not None else Path.cwd()
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        head = _git(where, "rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return "none"
+        changed = _git(where, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+        if script is not None and not changed:
+            changed = _git(where, "ls-files", "--error-unmatch", "--", script.name).returncode
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
+    return head.stdout.strip() + ("+dirty" if changed else "")
+
+
+def _main_file() -> Path | None:
+    """The file `__main__` was loaded from, or `None` (interactive, `-c`, stdin, notebook)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not Path(path).is_file():
+        return None
+    return Path(path).resolve()
+
+
+def _git(where: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", *args], cwd=where, capture_output=True, text=True, timeout=5, check=False
+    )
 
 
 def library_versions() -> dict[str, str]:

@@ -1,12 +1,18 @@
 """Tier 2: what RunRecorder writes to a real (temporary) MLflow store, read back."""
 
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
-from reg_callbacks.tracking import data_fingerprint, flatten, tags_for_children_of
+from reg_callbacks.tracking import data_fingerprint, flatten, git_commit, tags_for_children_of
 
 
 def test_flatten_nested_params_and_sequences():
@@ -136,3 +142,142 @@ def test_keras_callback_logs_every_interval_at_its_iteration():
     train_error = client.get_metric_history(recorder.run_id, "train_error")
     assert [m.step for m in train_error] == [50, 100, 150, 200, 250, 250]
     assert train_error[-1].value == pytest.approx(bias_variance.diagnosis.train_error)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Creates a run the way a user's script does and prints its id; the test reads the tag back.
+RECORDING_SCRIPT = """
+from reg_callbacks import RunRecorder
+
+with RunRecorder("user code") as recorder:
+    pass
+print(recorder.run_id)
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
+    done = subprocess.run(
+        ["git", *identity, "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def _environment(*pythonpath: Path) -> dict[str, str]:
+    """This process's environment (the test's MLflow store) without git's repository
+    overrides, and with this project (and `pythonpath`) importable from anywhere."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    paths = [*map(str, pythonpath), str(PROJECT_ROOT), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    return env
+
+
+def _user_repo(path: Path) -> Path:
+    """A git repository with one commit: a script that records a run, and a package module."""
+    path.mkdir()
+    _git(path, "init", "-q")
+    (path / "run.py").write_text(RECORDING_SCRIPT)
+    (path / "userpkg").mkdir()
+    (path / "userpkg" / "__init__.py").write_text("")
+    (path / "userpkg" / "experiment.py").write_text(RECORDING_SCRIPT)
+    _git(path, "add", ".")
+    _git(path, "commit", "-q", "-m", "user code")
+    return path
+
+
+def _recorded_commit(*python_args: str, cwd: Path, pythonpath: Path | None = None) -> str:
+    """The `git_commit` tag of the run that `python *python_args` records."""
+    done = subprocess.run(
+        [sys.executable, *python_args],
+        cwd=cwd,
+        env=_environment(*filter(None, [pythonpath])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = done.stdout.strip().splitlines()[-1]
+    return MlflowClient().get_run(run_id).data.tags["git_commit"]
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A working directory in no git repository."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    return path
+
+
+def test_git_commit_is_the_head_of_the_running_scripts_repository(tmp_path, outside):
+    repo = _user_repo(tmp_path / "user")
+    head = _git(repo, "rev-parse", "HEAD")
+    # Started from a directory outside the repository: the script's location decides.
+    assert _recorded_commit(str(repo / "run.py"), cwd=outside) == head
+
+
+def test_git_commit_of_python_dash_m_is_the_modules_repository(tmp_path, outside):
+    repo = _user_repo(tmp_path / "user")
+    head = _git(repo, "rev-parse", "HEAD")
+    module = ("-m", "userpkg.experiment")
+    assert _recorded_commit(*module, cwd=outside, pythonpath=repo) == head
+
+
+def test_git_commit_is_none_outside_a_repository_wherever_this_package_is(outside):
+    (outside / "run.py").write_text(RECORDING_SCRIPT)
+    assert _recorded_commit(str(outside / "run.py"), cwd=outside) == "none"
+
+
+def _git_commit_as_run_from(monkeypatch, main_file: str | None, cwd: Path) -> str:
+    """`git_commit()` in this process, as if `__main__` had been loaded from `main_file`."""
+    main = types.ModuleType("__main__")
+    if main_file is not None:
+        main.__file__ = main_file
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.chdir(cwd)
+    for name in [name for name in os.environ if name.startswith("GIT_")]:
+        monkeypatch.delenv(name)
+    return git_commit()
+
+
+def test_git_commit_of_an_interactive_session_is_the_working_directorys(
+    tmp_path, outside, monkeypatch
+):
+    repo = _user_repo(tmp_path / "user")
+    head = _git(repo, "rev-parse", "HEAD")
+    # A REPL, a notebook, `python -c` have no `__file__`; stdin's is not a file.
+    for main_file in (None, "<stdin>"):
+        assert _git_commit_as_run_from(monkeypatch, main_file, cwd=repo) == head
+        assert _git_commit_as_run_from(monkeypatch, main_file, cwd=outside) == "none"
+
+
+def test_git_commit_is_none_in_a_repository_without_commits(outside, monkeypatch):
+    _git(outside, "init", "-q")
+    (outside / "run.py").write_text(RECORDING_SCRIPT)
+    assert _git_commit_as_run_from(monkeypatch, str(outside / "run.py"), cwd=outside) == "none"
+
+
+def test_git_commit_is_dirty_when_tracked_files_changed_or_the_script_is_not_committed(
+    tmp_path, outside, monkeypatch
+):
+    repo = _user_repo(tmp_path / "user")
+    head = _git(repo, "rev-parse", "HEAD")
+
+    def commit_of(script: str) -> str:
+        return _git_commit_as_run_from(monkeypatch, str(repo / script), cwd=outside)
+
+    (repo / "new_script.py").write_text(RECORDING_SCRIPT)  # untracked: not in the commit
+    assert commit_of("new_script.py") == head + "+dirty"
+    assert commit_of("run.py") == head  # an untracked file elsewhere leaves run.py's commit
+    (repo / ".gitignore").write_text("scratch_*.py\n")
+    (repo / "scratch_1.py").write_text(RECORDING_SCRIPT)  # ignored: not in the commit either
+    assert commit_of("scratch_1.py") == head + "+dirty"
+    (repo / "userpkg" / "experiment.py").write_text("# edited\n")
+    assert commit_of("run.py") == head + "+dirty"  # any tracked file changed
+    _git(repo, "commit", "-q", "-am", "edited")
+    assert commit_of("run.py") == _git(repo, "rev-parse", "HEAD") != head

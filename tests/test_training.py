@@ -18,7 +18,6 @@ from reg_callbacks import (
     BiasVarianceCallback,
     GradientNormLogger,
     TrainingDiverged,
-    classification_error,
     layer_gradient_norms,
     train,
 )
@@ -81,23 +80,192 @@ def test_logs_are_the_exact_cost_at_the_last_step_of_each_interval(moons):
     assert history.history["loss"][-1] == pytest.approx(exact, abs=2e-3)
 
 
+class WeightSnapshots(keras.callbacks.Callback):
+    """Copies the weights before training (`at[-1]`) and at every epoch's end (`at[epoch]`).
+
+    Placed after the callbacks under test, so that what they measured at an epoch's end can
+    be recomputed independently from the very weights they measured.
+    """
+
+    def on_train_begin(self, logs=None):
+        self.at = {-1: self.model.get_weights()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at[epoch] = self.model.get_weights()
+
+
+def course_net_probabilities(weights, x) -> np.ndarray:
+    """`course_net`'s inference forward pass (dropout off) in NumPy, float64."""
+    kernels, biases = weights[::2], weights[1::2]
+    activations = np.asarray(x, np.float64)
+    for kernel, bias in zip(kernels[:-1], biases[:-1], strict=True):
+        activations = np.maximum(0.0, activations @ kernel + bias)
+    return 1.0 / (1.0 + np.exp(-(activations @ kernels[-1] + biases[-1])))
+
+
+def assert_error_rate(measured: float, y, probabilities) -> None:
+    """`measured` is the fraction of rows whose probability falls on the wrong side of 0.5.
+
+    A row within float32 rounding of 0.5 may fall either way in float32 and float64: the
+    tolerance is the fraction of such rows (none, nearly always).
+    """
+    probabilities, labels = probabilities.reshape(-1), np.asarray(y).reshape(-1)
+    expected = np.mean((probabilities > 0.5) != (labels > 0.5))
+    undecided = np.mean(np.abs(probabilities - 0.5) < 1e-6)
+    assert abs(measured - expected) <= undecided, (measured, expected)
+
+
+def course_net_gradient_norms(weights, x, y, l2: float) -> list[float]:
+    """Per-layer L2 norms of d(cost)/d(kernel, bias) for `course_net`, in float64 with a
+    hand-written forward pass: mean binary cross-entropy plus `l2 * sum(kernel**2)`."""
+    variables = [tf.Variable(w.astype(np.float64)) for w in weights]
+    x, y = tf.constant(x, tf.float64), tf.constant(y, tf.float64)
+    with tf.GradientTape() as tape:
+        activations = x
+        for kernel, bias in zip(variables[:-2:2], variables[1:-2:2], strict=True):
+            activations = tf.nn.relu(activations @ kernel + bias)
+        p = tf.sigmoid(activations @ variables[-2] + variables[-1])
+        cost = -tf.reduce_mean(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+        cost += l2 * tf.add_n([tf.reduce_sum(kernel**2) for kernel in variables[::2]])
+    gradients = [g.numpy() for g in tape.gradient(cost, variables)]
+    return [
+        float(np.sqrt(np.sum(kernel**2) + np.sum(bias**2)))
+        for kernel, bias in zip(gradients[::2], gradients[1::2], strict=True)
+    ]
+
+
 @pytest.mark.parametrize("batch_size", [None, 64])
-def test_callbacks_probed_inside_the_compiled_call_see_the_interval_end_weights(moons, batch_size):
+def test_every_probed_interval_matches_numpy_on_that_intervals_weights(moons, batch_size):
     x, y = moons
     x_dev, y_dev = x[::-1].copy(), 1 - y[::-1]
-    errors = BiasVarianceCallback((x, y), (x_dev, y_dev), every=2)  # probed every other call
-    norms = GradientNormLogger((x[:50], y[:50]))
+    probe_x, probe_y = x[:50], y[:50]
+    errors = BiasVarianceCallback((x, y), (x_dev, y_dev), every=2)
+    norms = GradientNormLogger((probe_x, probe_y), every=3)
+    snapshots = WeightSnapshots()
+    model = course_net(l2=0.01, dropout=0.2)
+    # 7 intervals (the last of 5 steps); probes at 1, 3 and 5 (errors), 2 and 5 (norms): four
+    # probe layouts, so four compiled loops, each checked. Errors are measured once more at
+    # the end, outside the compiled call, for the last interval.
+    history = train(
+        model,
+        x,
+        y,
+        iterations=65,
+        log_every=10,
+        batch_size=batch_size,
+        callbacks=[errors, norms, snapshots],
+    )
+    assert int(model.optimizer.iterations) == 65 and len(history.history["loss"]) == 7
+
+    assert errors.history["epoch"] == [1, 3, 5, 6]
+    for i, epoch in enumerate(errors.history["epoch"]):
+        weights = snapshots.at[epoch]
+        train_error, dev_error = errors.history["train_error"][i], errors.history["dev_error"][i]
+        assert_error_rate(train_error, y, course_net_probabilities(weights, x))
+        assert_error_rate(dev_error, y_dev, course_net_probabilities(weights, x_dev))
+        assert errors.history["avoidable_bias"][i] == train_error  # the Bayes error is 0
+        assert errors.history["variance"][i] == pytest.approx(dev_error - train_error)
+    # The interval ends' values reached the logs, and so `History`.
+    assert history.history["dev_error"] == errors.history["dev_error"][:3]
+
+    layer_names = [layer.name for layer in model.layers if layer.weights]
+    keys = [f"grad_norm/{name}" for name in layer_names]
+    assert norms.epochs == [-1, 2, 5] and sorted(norms.history) == sorted(keys)
+    for i, epoch in enumerate(norms.epochs):
+        expected = course_net_gradient_norms(snapshots.at[epoch], probe_x, probe_y, l2=0.01)
+        measured = [norms.history[key][i] for key in keys]
+        np.testing.assert_allclose(measured, expected, rtol=1e-4, err_msg=f"epoch {epoch}")
+    for key in keys:
+        assert history.history[key] == norms.history[key][1:]
+
+
+def test_validation_logs_are_keras_evaluate_on_each_intervals_weights(moons):
+    x, y = moons
+    x_dev, y_dev = make_moons(97, noise=0.3, random_state=1)
+    x_dev, y_dev = x_dev.astype("float32"), y_dev.reshape(-1, 1).astype("float32")
+    snapshots = WeightSnapshots()
     model = course_net(l2=0.01, dropout=0.2)
     history = train(
-        model, x, y, iterations=50, log_every=10, batch_size=batch_size, callbacks=[errors, norms]
+        model,
+        x,
+        y,
+        iterations=50,
+        log_every=10,
+        validation_data=(x_dev, y_dev),
+        callbacks=[snapshots],
     )
-    assert errors.history["epoch"] == [1, 3, 4]
-    assert errors.history["dev_error"][-1] == classification_error(y_dev, predict(model, x_dev))
-    assert errors.history["train_error"][-1] == classification_error(y, predict(model, x))
-    expected = layer_gradient_norms(model, x[:50], y[:50])
-    assert len(history.history["loss"]) == 5 and set(expected) <= set(history.history)
-    for name, value in expected.items():
-        assert history.history[name][-1] == pytest.approx(value, rel=1e-4)
+    judge = course_net(l2=0.01, dropout=0.2)  # same layers, loss, penalty and metrics
+    val_losses = []
+    for epoch in range(5):
+        judge.set_weights(snapshots.at[epoch])
+        expected = judge.evaluate(x_dev, y_dev, batch_size=len(x_dev), verbose=0, return_dict=True)
+        assert history.history["val_loss"][epoch] == pytest.approx(expected["loss"], rel=1e-6)
+        assert history.history["val_accuracy"][epoch] == pytest.approx(expected["accuracy"])
+        val_losses.append(expected["loss"])
+    assert len(set(val_losses)) == 5  # the weights moved: each interval was checked on its own
+
+
+CATEGORIES = 8  # bins per moons coordinate
+
+
+def categorical_moons(x, y):
+    """Each moons coordinate as one of `CATEGORIES` integer ids (100, 101, ...)."""
+    edges = np.linspace(x.min(), x.max(), CATEGORIES + 1)[1:-1]
+    return (100 + np.digitize(x, edges)).astype("int64"), y
+
+
+def categorical_net(seed=0):
+    """Integer ids through `IntegerLookup` (a hash table: no XLA kernel), then an embedding."""
+    initializer = keras.initializers.RandomNormal(stddev=0.3, seed=seed)
+    ids = keras.Input((2,), dtype="int64")
+    index = keras.layers.IntegerLookup(vocabulary=np.arange(100, 100 + CATEGORIES))(ids)
+    embedded = keras.layers.Embedding(CATEGORIES + 1, 4, embeddings_initializer=initializer)(index)
+    hidden = keras.layers.Dense(8, "relu", kernel_initializer=initializer)(
+        keras.layers.Flatten()(embedded)
+    )
+    output = keras.layers.Dense(1, "sigmoid", kernel_initializer=initializer)(hidden)
+    model = keras.Model(ids, output)
+    model.compile(keras.optimizers.SGD(0.3), "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_auto_without_an_xla_kernel_trains_as_a_plain_graph_exactly_iterations_steps(
+    moons, batch_size
+):
+    ids, y = categorical_moons(*moons)
+    ids_dev, y_dev = ids[::-1].copy(), 1 - y[::-1]
+    # The control: this model really has no XLA kernel, and XLA refuses it before any step.
+    xla_only = categorical_net()
+    initial = xla_only.get_weights()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="XLA"):
+        train(xla_only, ids, y, iterations=35, log_every=10, jit_compile=True)
+    assert int(xla_only.optimizer.iterations) == 0
+    for before, after in zip(initial, xla_only.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+    trained = {}
+    for jit_compile in ("auto", False):
+        model = categorical_net()
+        model.set_weights(initial)
+        errors = BiasVarianceCallback((ids, y), (ids_dev, y_dev), every=2)  # varies the layout
+        history = train(
+            model,
+            ids,
+            y,
+            iterations=35,
+            log_every=10,
+            batch_size=batch_size,
+            callbacks=[errors],
+            jit_compile=jit_compile,
+        )
+        assert int(model.optimizer.iterations) == 35, jit_compile
+        trained[jit_compile] = (model.get_weights(), history.history, errors.history)
+    (auto_weights, *auto_logs), (plain_weights, *plain_logs) = trained["auto"], trained[False]
+    for auto, plain, first in zip(auto_weights, plain_weights, initial, strict=True):
+        np.testing.assert_array_equal(auto, plain)  # the same graph ran: bit-identical
+        assert not np.array_equal(auto, first)  # and it trained
+    assert auto_logs == plain_logs
 
 
 def test_early_stopping_patience_counts_intervals(moons):
