@@ -73,18 +73,18 @@ class Case:
     check: dict = field(default_factory=dict)  # extra gradient_check arguments
 
 
-def _rng(seed=0):
+def seeded_rng(seed=0):
     keras.utils.set_random_seed(seed)
     return np.random.default_rng(seed)
 
 
-def _binary(rng, n, *shape):
+def binary_labelled(rng, n, *shape):
     x = rng.normal(size=(n, *shape)).astype("float32")
     return x, (x.reshape(n, -1)[:, :1] > 0).astype("float32")
 
 
 def sequential(broken=False) -> Case:
-    rng = _rng()
+    rng = seeded_rng()
     model = keras.Sequential(
         [
             keras.Input((4,)),
@@ -98,12 +98,12 @@ def sequential(broken=False) -> Case:
         name="plain",
     )
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    x, y = _binary(rng, 32, 4)
+    x, y = binary_labelled(rng, 32, 4)
     return Case(model, x, y, _by_name(model, "hidden", "target", "out"), "target")
 
 
 def functional(broken=False) -> Case:
-    rng = _rng()
+    rng = seeded_rng()
     inputs = keras.Input((4,))
     left = keras.layers.Dense(3, "tanh", name="left")(inputs)
     right = target_layer(3, broken, activation="tanh")(inputs)
@@ -111,7 +111,7 @@ def functional(broken=False) -> Case:
     outputs = keras.layers.Dense(1, "sigmoid", name="head")(merged)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    x, y = _binary(rng, 32, 4)
+    x, y = binary_labelled(rng, 32, 4)
     return Case(model, x, y, _by_name(model, "left", "target", "head"), "target")
 
 
@@ -134,10 +134,10 @@ class Subclassed(keras.Model):
 
 
 def subclassed(broken=False) -> Case:
-    rng = _rng()
+    rng = seeded_rng()
     model = Subclassed(broken)  # not built: no weights until its first call
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    x, y = _binary(rng, 32, 3)
+    x, y = binary_labelled(rng, 32, 3)
     return Case(
         model,
         x,
@@ -150,7 +150,7 @@ def subclassed(broken=False) -> Case:
 def nested(broken=False) -> Case:
     """Conv -> BatchNorm -> Flatten -> Sequential[functional[Dense, target], Dropout] -> Dense:
     blocks two levels deep, the case whose float32 block inputs fooled the checker."""
-    rng = _rng()
+    rng = seeded_rng()
     inner_in = keras.Input((16,))
     inner_h = keras.layers.Dense(6, "tanh", name="dense")(inner_in)
     inner = keras.Model(inner_in, target_layer(4, broken, activation="tanh")(inner_h), name="inner")
@@ -162,7 +162,7 @@ def nested(broken=False) -> Case:
     outputs = keras.layers.Dense(1, "sigmoid", name="out")(block(h))
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    x, y = _binary(rng, 16, 4, 4, 1)
+    x, y = binary_labelled(rng, 16, 4, 4, 1)
     layers = {
         "conv": model.get_layer("conv"),
         "bn": model.get_layer("bn"),
@@ -175,21 +175,21 @@ def nested(broken=False) -> Case:
 
 def shared(broken=False) -> Case:
     """One layer at two call sites: one entry, its gradient summed over both."""
-    rng = _rng()
+    rng = seeded_rng()
     a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
     twin = target_layer(4, broken, activation="tanh")
     merged = keras.layers.Add()([twin(a), twin(b)])
     outputs = keras.layers.Dense(1, "sigmoid", name="out")(merged)
     model = keras.Model({"a": a, "b": b}, outputs)
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    xa, y = _binary(rng, 32, 3)
+    xa, y = binary_labelled(rng, 32, 3)
     x = {"a": xa, "b": rng.normal(size=(32, 3)).astype("float32")}
     return Case(model, x, y, _by_name(model, "target", "out"), "target")
 
 
 def multi_io(broken=False) -> Case:
     """Named inputs, two outputs (binary and 3-class) and `loss_weights`."""
-    rng = _rng()
+    rng = seeded_rng()
     a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
     trunk = keras.layers.Concatenate()([a, b])
     trunk = target_layer(5, broken, activation="tanh")(trunk)
@@ -213,7 +213,7 @@ def multi_io(broken=False) -> Case:
 
 def recurrent(broken=False) -> Case:
     """Embedding on integer token ids -> LSTM -> GRU -> target -> Dense."""
-    rng = _rng()
+    rng = seeded_rng()
     inputs = keras.Input((6,), dtype="int32")
     h = keras.layers.Embedding(12, 4, name="embedding")(inputs)
     h = keras.layers.LSTM(4, return_sequences=True, name="lstm")(h)
@@ -230,7 +230,7 @@ def recurrent(broken=False) -> Case:
 
 def residual_conv(broken=False) -> Case:
     """Conv -> BatchNorm -> residual Add -> LayerNorm -> pooling -> target -> Dense."""
-    rng = _rng()
+    rng = seeded_rng()
     inputs = keras.Input((6, 6, 2))
     h = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(inputs)
     h = keras.layers.BatchNormalization(name="bn")(h)
@@ -241,14 +241,14 @@ def residual_conv(broken=False) -> Case:
     outputs = keras.layers.Dense(1, "sigmoid", name="out")(h)
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
-    x, y = _binary(rng, 16, 6, 6, 2)
+    x, y = binary_labelled(rng, 16, 6, 6, 2)
     return Case(model, x, y, _by_name(model, "conv", "bn", "ln", "target", "out"), "target")
 
 
 def mobilenet(broken=False) -> Case:
     """`keras.applications.MobileNet` (weights=None, alpha 0.25, 32x32) as a nested block,
     with a `target` head: 200-odd thousand parameters, checked through `max_params`."""
-    rng = _rng()
+    rng = seeded_rng()
     base = keras.applications.MobileNet(
         input_shape=(32, 32, 3), alpha=0.25, weights=None, include_top=False, pooling="avg"
     )

@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_zoo import CASES, Case
+from model_zoo import CASES, Case, CustomGradientDense, binary_labelled, seeded_rng
 
 from reg_callbacks import (
     BiasVarianceCallback,
@@ -23,7 +23,7 @@ from reg_callbacks import (
     layer_gradient_norms,
     train,
 )
-from reg_callbacks.gradient_checking import FINE, LIKELY_BUG
+from reg_callbacks.gradient_checking import FINE, LIKELY_BUG, LOOK_CLOSER
 
 KINDS = list(CASES)
 
@@ -226,3 +226,22 @@ def test_gradient_check_takes_the_compiled_weighted_loss():
     )
     weighted = float(np.mean(binary)) + 0.3 * float(np.mean(classes))  # loss_weights 1, 0.3
     assert report.cost == pytest.approx(weighted, rel=1e-5)
+
+
+def test_a_slightly_wrong_gradient_reads_look_closer():
+    # A kernel gradient 1e-4 too large: e = 1e-4 / (2 + 1e-4) ~ 5e-5 in that layer, between
+    # "fine" (1e-6) and "likely a bug" (1e-3), and diluted over the model's other weights.
+    seeded_rng()
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            CustomGradientDense(6, kernel_gradient_scale=1.0001, activation="tanh", name="slight"),
+            keras.layers.Dense(1, "sigmoid", name="out"),
+        ]
+    )
+    model.compile(loss="binary_crossentropy")
+    x, y = binary_labelled(np.random.default_rng(0), 16, 4)
+    report = gradient_check(model, x, y)
+    assert report.verdict == LOOK_CLOSER, report.summary()
+    assert report.per_variable["slight/kernel"] == pytest.approx(1e-4 / (2 + 1e-4), rel=1e-3)
+    assert report.suspect_layers == []
