@@ -180,6 +180,9 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         self._stacked = _stacked_inputs(self.train, self.dev)
 
     def on_train_begin(self, logs=None):
+        names = _output_names(self.model)
+        if len(names) > 1:  # refused before training, not at the first evaluation
+            _output_index(self.model.name, names, len(names), self.output)
         self.diagnosis: Diagnosis | None = None
         self.history = {"epoch": [], **{key: [] for key in LOG_KEYS}}
         self._last_epoch = None
@@ -271,25 +274,10 @@ def _output_of(model, output, y, predictions):
         if output not in (None, 0, *_output_names(model)[:1]):
             raise ValueError(f"output {output!r} is not an output of {model.name!r}: it has one.")
         return y, predictions
-    names = list(predictions) if isinstance(predictions, dict) else _output_names(model)
-    count = len(predictions)
-    if output is None:
-        listed = ", ".join(map(repr, names)) if len(names) == count else f"indices 0-{count - 1}"
-        raise ValueError(
-            f"model {model.name!r} has {count} outputs ({listed}); pass "
-            "BiasVarianceCallback(output=...) with the name or index of the one to diagnose."
-        )
-    if isinstance(output, str):
-        if output not in names:
-            raise ValueError(
-                f"output {output!r} is not an output of {model.name!r}; its outputs are "
-                f"{', '.join(map(repr, names))}."
-            )
-        index = names.index(output)
-    else:
-        if not 0 <= output < count:
-            raise ValueError(f"output index {output} is out of range: {model.name!r} has {count}.")
-        index = output
+    names = _output_names(model)
+    if isinstance(predictions, dict) and set(names) != set(predictions):
+        names = list(predictions)
+    index = _output_index(model.name, names, len(predictions), output)
     name = names[index] if index < len(names) else None
     chosen = predictions[name] if isinstance(predictions, dict) else predictions[index]
     if isinstance(y, dict):
@@ -297,6 +285,26 @@ def _output_of(model, output, y, predictions):
     elif isinstance(y, (list, tuple)):
         y = y[index]
     return y, chosen
+
+
+def _output_index(model_name: str, names: list[str], count: int, output) -> int:
+    """The index of the output `output` names (a name or an index) among `count` outputs."""
+    if output is None:
+        listed = ", ".join(map(repr, names)) if len(names) == count else f"indices 0-{count - 1}"
+        raise ValueError(
+            f"model {model_name!r} has {count} outputs ({listed}); pass "
+            "BiasVarianceCallback(output=...) with the name or index of the one to diagnose."
+        )
+    if isinstance(output, str):
+        if output not in names:
+            raise ValueError(
+                f"output {output!r} is not an output of {model_name!r}; its outputs are "
+                f"{', '.join(map(repr, names))}."
+            )
+        return names.index(output)
+    if not 0 <= output < count:
+        raise ValueError(f"output index {output} is out of range: {model_name!r} has {count}.")
+    return output
 
 
 def _output_names(model) -> list[str]:
