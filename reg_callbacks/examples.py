@@ -26,10 +26,10 @@ class Examples:
                 f"got {type(data).__name__}."
             )
         x, y = (keras.tree.map_structure(as_tensor, part) for part in data)
-        rows = {int(t.shape[0]) for t in keras.tree.flatten((x, y)) if t.shape.rank}
-        if len(rows) != 1:
+        counts = {int(t.shape[0]) for t in keras.tree.flatten((x, y)) if t.shape.rank}
+        if len(counts) != 1:
             raise ValueError(
-                f"{name} must have as many rows in x as in y; got {sorted(rows)} rows."
+                f"{name} must have as many rows in x as in y; got {sorted(counts)} rows."
             )
         self.dataset, self.tensors = None, (x, y)
 
