@@ -13,7 +13,6 @@ from keras.src import backend as keras_backend
 from sklearn.datasets import make_moons
 
 import reg_callbacks.mlflow_callback as mlflow_callback
-import reg_callbacks.training as training
 from reg_callbacks import (
     BiasVarianceCallback,
     GradientNormLogger,
@@ -21,9 +20,14 @@ from reg_callbacks import (
     layer_gradient_norms,
     train,
 )
+from reg_callbacks.backends import tensorflow as tf_backend
+from reg_callbacks.backends.tensorflow import (
+    _steps_function,
+    compiled_for_model,
+    counter_based_dropout,
+)
 from reg_callbacks.bias_variance import predict
 from reg_callbacks.mlflow_callback import RecorderCallback
-from reg_callbacks.training import _steps_function, compiled_for_model, counter_based_dropout
 
 
 def course_net(seed=0, l2=0.0, dropout=0.0):
@@ -399,12 +403,12 @@ def test_counter_based_dropout_is_scoped_to_its_thread_and_block():
 
 def _uses_threefry() -> bool:
     calls = []
-    original = training.threefry_dropout
-    training.threefry_dropout = lambda *args, **kwargs: calls.append(1)
+    original = tf_backend.threefry_dropout
+    tf_backend.threefry_dropout = lambda *args, **kwargs: calls.append(1)
     try:
         keras_backend.random.dropout(tf.ones((2, 2)), 0.5, seed=keras.random.SeedGenerator(0))
     finally:
-        training.threefry_dropout = original
+        tf_backend.threefry_dropout = original
     return bool(calls)
 
 
@@ -412,9 +416,9 @@ def test_dropout_training_uses_threefry_is_reproducible_and_restores_keras(moons
     x, y = moons
     keras_dropout = keras_backend.random.dropout
     traced = []
-    threefry = training.threefry_dropout
+    threefry = tf_backend.threefry_dropout
     monkeypatch.setattr(
-        training, "threefry_dropout", lambda *a, **k: traced.append(1) or threefry(*a, **k)
+        tf_backend, "threefry_dropout", lambda *a, **k: traced.append(1) or threefry(*a, **k)
     )
     weights = []
     for _ in range(2):
