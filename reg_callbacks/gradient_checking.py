@@ -10,12 +10,15 @@ line: 2.9e-10 for the course's one-parameter J = theta * x, ~3e-9 for a 47-param
 `gradient_check` does that for any Keras model (Sequential, functional or subclassed, with
 nested blocks, shared layers, several inputs and outputs, custom layers) in float64, with
 the cost that training minimizes (compiled loss with its `loss_weights`, plus
-`model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes run
-inside `tf.function`, as under `fit`, so a custom gradient that works in training works
-here. The 2n perturbed costs are evaluated in chunks, each one `tf.vectorized_map` of
-`StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s on two CPU cores
-(batch of 64; the cost grows with parameters squared times batch size). For larger models,
-`max_params` checks a random subset.
+`model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes are
+compiled, as under `fit`, so a custom gradient that works in training works here. The 2n
+perturbed costs are evaluated in chunks, each one vectorized map (`tf.vectorized_map`,
+`jax.vmap`) of `StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s
+on two CPU cores (TensorFlow, batch of 64; the cost grows with parameters squared times
+batch size). For larger models, `max_params` checks a random subset.
+
+On JAX, float64 is switched on for the check only (`backends.jax.float64_scope`), and a
+model whose float64 copy Keras still computes partly in float32 is refused, naming where.
 """
 
 from __future__ import annotations
@@ -135,8 +138,8 @@ def gradient_check(
     in another thread meanwhile). The cost is J = compiled loss (mean over the batch,
     `loss_weights` applied) + `sum(model.losses)` (regularization penalties), computed with
     `training=False`, so dropout is off and batch normalization uses its moving statistics.
-    The analytic gradient comes from `tf.GradientTape`; the numerical one perturbs each
-    parameter by +-epsilon.
+    The analytic gradient comes from the backend's autodiff (`tf.GradientTape`, `jax.grad`);
+    the numerical one perturbs each parameter by +-epsilon.
 
     Args:
         model: A `keras.Model` compiled with a loss unless `loss` is given. A subclassed
@@ -161,7 +164,8 @@ def gradient_check(
         ValueError: an argument is out of range, `x` is a dataset, the model has no
             trainable parameters or no loss, or a layer has no `get_config()` to rebuild it.
         RuntimeError: the float64 copy does not compute what the model computes (a
-            layer's config misses an argument) or a layer hard-codes a lower precision.
+            layer's config misses an argument) or a layer hard-codes a lower precision;
+            on JAX, Keras computes part of the model or loss in float32.
 
     Example:
         >>> import numpy as np, keras

@@ -130,7 +130,9 @@ def train(
         probing = []
     loops = {}  # probe layout -> compiled loop, looked up once a call, not once an interval
 
-    first_step = int(model.optimizer.iterations.numpy()) if batches is not None else 0
+    first_step = 0
+    if batches is not None:
+        first_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     model.stop_training = False
     callback_list.on_train_begin()
     logs = {}

@@ -13,8 +13,10 @@ calls them through `current()`, so callbacks stay backend-neutral:
 - For `gradient_check`: `float64_scope()` (where float64 is allowed),
   `analytic_gradient(model, variables, x, y, cost)` and `vectorized_costs(cost_at)`.
 - For `train`: `interval_runner(model, full_batch, probe_layout, jit_compile)`,
-  `evaluator(model)`, and `RUNS_INTERVAL_PROBES` (whether the runner computes the
-  callbacks' interval probes; where it does not, they measure for themselves).
+  `evaluator(model)`, and `RUNS_INTERVAL_PROBES`: whether the runner computes the
+  callbacks' interval probes inside its compiled call (then `graph_gradient_norms(model, x,
+  y, groups)` is the gradient-norm probe, in graph code); where it does not, the callbacks
+  measure for themselves in `on_epoch_end`.
 
 Every compiled function is cached per model with `cached_for_model`. A PyTorch module would
 implement the same names.
