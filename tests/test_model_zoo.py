@@ -293,3 +293,7 @@ def test_on_jax_gradient_check_refuses_naming_where_float64_is_lost(kind, tanh_l
         gradient_check(case.model, case.x, case.y)
     for place in (tanh_layer, "target", "compile_loss/binary_crossentropy", "KERAS_BACKEND"):
         assert place in str(error.value)
+    # float64 was on for the check only: the process is back to JAX's and Keras's float32.
+    import jax.numpy as jnp
+
+    assert jnp.asarray(np.zeros(1)).dtype == "float32" and keras.config.floatx() == "float32"

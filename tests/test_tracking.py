@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
 from reg_callbacks.tracking import data_fingerprint, flatten, git_commit, tags_for_children_of
 
+pytestmark = pytest.mark.backends
+
 
 def test_flatten_nested_params_and_sequences():
     assert flatten({"hidden": (20, 3), "opt": {"lr": 0.1, "name": "sgd"}, "data": None}) == {

@@ -143,7 +143,6 @@ def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
     """
     if probe_layout:
         raise ValueError("the JAX interval loop computes no probes; callbacks measure instead.")
-    _build_for_training(model)
     steps_function = cached_for_model(
         model,
         ("train", full_batch),
@@ -151,6 +150,7 @@ def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
     )
 
     def run(x, y, schedule):
+        _build_for_training(model, x, y)
         model.reset_metrics()  # the last step's logs are its own, as on TensorFlow
         state = _train_state(model)
         logs, state = steps_function(state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule))
@@ -171,6 +171,7 @@ def evaluator(model):
     )
 
     def run(x, y):
+        _build_for_training(model, x, y)
         model.reset_metrics()
         state = (
             _values(model.trainable_variables),
@@ -248,11 +249,22 @@ def _assign(model, state) -> None:
             variable.assign(value)
 
 
-def _build_for_training(model) -> None:
-    """Build the optimizer's slots for the model's weights, as `fit` does before its first
-    step, so that the jitted loop's state has every variable it updates."""
+def _build_for_training(model, x, y) -> None:
+    """Build what Keras builds on first use, as `fit` does before its first step, once per
+    model and compile: the optimizer's slots and the compiled loss's and metrics' variables,
+    so that the jitted loop's state holds every variable it updates from the start."""
+    cached_for_model(model, ("built for training",), lambda _: _build_compiled_state(model, x, y))
+
+
+def _build_compiled_state(model, x, y) -> bool:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    x, y = (keras.tree.map_structure(lambda t: t[:1], part) for part in (x, y))
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    model.reset_metrics()
+    return True
 
 
 def _values(variables) -> list:
