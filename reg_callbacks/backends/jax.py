@@ -21,9 +21,8 @@ import numpy as np
 
 from reg_callbacks.backends import cached_for_model
 
-# `train`'s loop computes no interval probes: reading the weights back and running the
-# callbacks' own jitted functions after an interval costs a few dispatches, not a
-# TensorFlow call's ~1 ms.
+# `train`'s loop computes no interval probes: it writes the weights back after each interval,
+# and the callbacks run their own jitted functions on them, as under `fit`.
 RUNS_INTERVAL_PROBES = False
 
 
@@ -275,7 +274,9 @@ def _arrays(data):
     """Backend arrays of a nest of arrays or tensors (a `tf.data` batch included)."""
     if data is None:
         return None
-    return keras.tree.map_structure(lambda t: jnp.asarray(np.asarray(t)), data)
+    return keras.tree.map_structure(
+        lambda t: t if isinstance(t, jax.Array) else jnp.asarray(np.asarray(t)), data
+    )
 
 
 def _floats(logs) -> dict[str, float]:
