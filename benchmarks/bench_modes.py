@@ -24,11 +24,12 @@ import tensorflow as tf  # noqa: E402
 from bench_training import CASES, build_model, make_data  # noqa: E402
 
 import reg_callbacks.training as training  # noqa: E402
+from reg_callbacks.backends import tensorflow as tf_backend  # noqa: E402
 
 
 def philox_dropout(inputs, rate, noise_shape=None, seed=None):
     """`threefry_dropout` with Philox bits (drawn flat too): TensorFlow's CPU generator."""
-    random = training.keras_tf_random
+    random = tf_backend.keras_tf_random
     seed = random._cast_seed(random.draw_seed(seed))
     noise_shape = random._get_concrete_noise_shape(inputs, noise_shape)
     size = tf.reshape(tf.reduce_prod(noise_shape), [1])
@@ -37,9 +38,9 @@ def philox_dropout(inputs, rate, noise_shape=None, seed=None):
 
 
 XLA_DROPOUT = {
-    "threefry": training.threefry_dropout,
+    "threefry": tf_backend.threefry_dropout,
     "philox": philox_dropout,
-    "keras default": training._KERAS_DROPOUT,
+    "keras default": tf_backend._KERAS_DROPOUT,
 }
 
 
@@ -121,12 +122,12 @@ class _dropout_generator:
         self.dropout = dropout
 
     def __enter__(self):
-        self.shipped = training.threefry_dropout
+        self.shipped = tf_backend.threefry_dropout
         if self.dropout is not None:
-            training.threefry_dropout = self.dropout
+            tf_backend.threefry_dropout = self.dropout
 
     def __exit__(self, *exc):
-        training.threefry_dropout = self.shipped
+        tf_backend.threefry_dropout = self.shipped
 
 
 if __name__ == "__main__":

@@ -472,6 +472,8 @@ def main(argv=None) -> int:
             "python": platform.python_version(),
             "tensorflow": _version("tensorflow"),
             "keras": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "jax": _version("jax") if keras.backend.backend() == "jax" else None,
             "numpy": np.__version__,
         },
         "iterations": args.iterations,

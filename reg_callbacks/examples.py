@@ -26,7 +26,7 @@ class Examples:
                 f"got {type(data).__name__}."
             )
         x, y = (keras.tree.map_structure(as_tensor, part) for part in data)
-        counts = {int(t.shape[0]) for t in keras.tree.flatten((x, y)) if t.shape.rank}
+        counts = {int(t.shape[0]) for t in keras.tree.flatten((x, y)) if len(t.shape)}
         if len(counts) != 1:
             raise ValueError(
                 f"{name} must have as many rows in x as in y; got {sorted(counts)} rows."
@@ -54,7 +54,10 @@ class Examples:
             yield (*self.tensors, None)
             return
         for batch in self.dataset:
-            yield keras.utils.unpack_x_y_sample_weight(batch)
+            yield tuple(
+                None if part is None else keras.tree.map_structure(as_tensor, part)
+                for part in keras.utils.unpack_x_y_sample_weight(batch)
+            )
 
 
 def rows(x) -> int:
@@ -71,15 +74,16 @@ def symbolic_like(x):
 
 
 def as_tensor(array):
-    """A tensor of `array`: floats in `floatx`, integers kept integer; object arrays refused."""
-    if isinstance(array, tf.Tensor):
+    """A backend tensor of `array`: floats in `floatx`, integers kept integer; object arrays
+    refused."""
+    if keras.ops.is_tensor(array):
         return array
     array = np.asarray(array)
     if array.dtype.kind == "O":
         raise ValueError(f"examples must be numeric arrays; got an array of {array.dtype}.")
     if array.dtype.kind == "f":
         array = array.astype(keras.config.floatx())
-    return tf.constant(array)
+    return keras.ops.convert_to_tensor(array)
 
 
 def _checked_dataset(name: str, dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -10,12 +10,15 @@ line: 2.9e-10 for the course's one-parameter J = theta * x, ~3e-9 for a 47-param
 `gradient_check` does that for any Keras model (Sequential, functional or subclassed, with
 nested blocks, shared layers, several inputs and outputs, custom layers) in float64, with
 the cost that training minimizes (compiled loss with its `loss_weights`, plus
-`model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes run
-inside `tf.function`, as under `fit`, so a custom gradient that works in training works
-here. The 2n perturbed costs are evaluated in chunks, each one `tf.vectorized_map` of
-`StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s on two CPU cores
-(batch of 64; the cost grows with parameters squared times batch size). For larger models,
-`max_params` checks a random subset.
+`model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes are
+compiled, as under `fit`, so a custom gradient that works in training works here. The 2n
+perturbed costs are evaluated in chunks, each one vectorized map (`tf.vectorized_map`,
+`jax.vmap`) of `StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s
+on two CPU cores (TensorFlow, batch of 64; the cost grows with parameters squared times
+batch size). For larger models, `max_params` checks a random subset.
+
+On JAX, float64 is switched on for the check only (`backends.jax.float64_scope`), and a
+model whose float64 copy Keras still computes partly in float32 is refused, naming where.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
+import tensorflow as tf  # for tf.data, the input pipeline on every backend
 
+from reg_callbacks import backends
 from reg_callbacks.examples import symbolic_like
 from reg_callbacks.layer_paths import variable_paths
 
@@ -134,8 +138,8 @@ def gradient_check(
     in another thread meanwhile). The cost is J = compiled loss (mean over the batch,
     `loss_weights` applied) + `sum(model.losses)` (regularization penalties), computed with
     `training=False`, so dropout is off and batch normalization uses its moving statistics.
-    The analytic gradient comes from `tf.GradientTape`; the numerical one perturbs each
-    parameter by +-epsilon.
+    The analytic gradient comes from the backend's autodiff (`tf.GradientTape`, `jax.grad`);
+    the numerical one perturbs each parameter by +-epsilon.
 
     Args:
         model: A `keras.Model` compiled with a loss unless `loss` is given. A subclassed
@@ -160,7 +164,8 @@ def gradient_check(
         ValueError: an argument is out of range, `x` is a dataset, the model has no
             trainable parameters or no loss, or a layer has no `get_config()` to rebuild it.
         RuntimeError: the float64 copy does not compute what the model computes (a
-            layer's config misses an argument) or a layer hard-codes a lower precision.
+            layer's config misses an argument) or a layer hard-codes a lower precision;
+            on JAX, Keras computes part of the model or loss in float32.
 
     Example:
         >>> import numpy as np, keras
@@ -183,26 +188,19 @@ def gradient_check(
     if not model.trainable_variables:
         raise ValueError(f"model {model.name!r} has no trainable variables; nothing to check.")
     paths = variable_paths(model)
-    with _float64_defaults():
+    backend = backends.current()
+    with backend.float64_scope(), _float64_defaults():
         x64, y64 = _to_float64(x), _to_float64(y)
         clone, variables = _float64_copy(model, x64)
         _compile_like(clone, model, loss)
         shapes = [tuple(v.shape) for v in variables]
         sizes = [math.prod(s) for s in shapes]
 
-        # Inside tf.function, as under fit: a custom gradient over a layer's weight (a
-        # `tf.custom_gradient` given the variable itself) works only in graph mode.
-        @tf.function
-        def cost_and_gradients(x, y):
-            with tf.GradientTape() as tape:
-                y_pred, cost = _cost(clone, x, y)
-            return cost, y_pred, tape.gradient(cost, variables)
-
-        cost, y_pred, grads = cost_and_gradients(x64, y64)
+        cost, y_pred, grads = backend.analytic_gradient(clone, variables, x64, y64, _cost)
         _check_float64(clone, y_pred, cost)
         analytic = np.concatenate(
             [
-                np.zeros(size) if g is None else _to_numpy(g).reshape(-1)
+                np.zeros(size) if g is None else g.reshape(-1)
                 for g, size in zip(grads, sizes, strict=True)
             ]
         )
@@ -397,10 +395,10 @@ def _check_same_outputs(model, clone, x64) -> None:
     """The copy computes what the model computes (to float32 precision): every weight landed
     where it belongs."""
     x32 = keras.tree.map_structure(
-        lambda t: tf.cast(t, model.compute_dtype) if t.dtype == tf.float64 else t, x64
+        lambda t: keras.ops.cast(t, model.compute_dtype) if _is_float64(t.dtype) else t, x64
     )
-    expected = tf.function(lambda x: model(x, training=False))(x32)
-    got = tf.function(lambda x: clone(x, training=False))(x64)
+    backend = backends.current()
+    (expected,), (got,) = backend.forward(model, x32), backend.forward(clone, x64)
     for want, have in zip(keras.tree.flatten(expected), keras.tree.flatten(got), strict=True):
         if not _is_floating(want.dtype):
             continue
@@ -440,9 +438,9 @@ def _check_float64(clone, y_pred, cost) -> None:
     wrong += [
         f"output {i} ({t.dtype})"
         for i, t in enumerate(keras.tree.flatten(y_pred))
-        if _is_floating(t.dtype) and t.dtype != tf.float64
+        if _is_floating(t.dtype) and not _is_float64(t.dtype)
     ]
-    if cost.dtype != tf.float64:
+    if not _is_float64(cost.dtype):
         wrong.append(f"cost ({cost.dtype})")
     if wrong:
         raise RuntimeError(
@@ -500,22 +498,21 @@ def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float):
     shapes = [tuple(v.shape) for v in variables]
     sizes = [math.prod(s) for s in shapes]
     n_params = sum(sizes)
-    theta = tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+    ops = keras.ops
+    theta = ops.concatenate([ops.reshape(v.value, [-1]) for v in variables], axis=0)
     perturbed = {id(v) for v in variables}
     frozen = [(v, v.value) for v in clone.variables if id(v) not in perturbed]
+    splits = [int(i) for i in np.cumsum(sizes)[:-1]]
 
     def cost_at(index, step):
-        flat = theta + step * tf.one_hot(index, n_params, dtype=tf.float64)
-        values = [tf.reshape(p, s) for p, s in zip(tf.split(flat, sizes), shapes, strict=True)]
+        flat = theta + step * ops.one_hot(index, n_params, dtype="float64")
+        parts = ops.split(flat, splits) if splits else [flat]
+        values = [ops.reshape(p, s) for p, s in zip(parts, shapes, strict=True)]
         mapping = list(zip(variables, values, strict=True)) + frozen
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
             return _cost(clone, x64, y64)[1]
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float64)]
-    )
-    def costs_at(indices, steps):
-        return tf.vectorized_map(lambda args: cost_at(*args), (indices, steps))
+    costs_at = backends.current().vectorized_costs(cost_at)
 
     chunk = max(1, _CHUNK_ELEMENTS // (n_params + _activation_elements(clone, x64)))
     chunk = min(chunk, len(checked))
@@ -526,9 +523,9 @@ def _numerical_gradient(clone, variables, x64, y64, checked, epsilon: float):
         # Each chunk also evaluates J itself (a step of 0), for the one-sided slopes: once
         # would do, but a vectorized_map over one element mis-broadcasts a conv's bias.
         costs = costs_at(
-            tf.constant(np.concatenate([indices, indices, [0]]), tf.int64),
-            tf.constant(np.concatenate([np.repeat([epsilon, -epsilon], k), [0.0]]), tf.float64),
-        ).numpy()
+            np.concatenate([indices, indices, [0]]).astype(np.int64),
+            np.concatenate([np.repeat([epsilon, -epsilon], k), [0.0]]),
+        )
         at_theta = costs[-1]
         forward[start : start + k] = (costs[:k] - at_theta) / epsilon
         backward[start : start + k] = (at_theta - costs[k : 2 * k]) / epsilon
@@ -626,15 +623,18 @@ def _verdict(relative_error: float) -> str:
 
 def _to_float64(data):
     def convert(value):
-        tensor = tf.convert_to_tensor(value)
-        return tf.cast(tensor, tf.float64) if tensor.dtype.is_floating else tensor
+        tensor = keras.ops.convert_to_tensor(value)
+        return keras.ops.cast(tensor, "float64") if _is_floating(tensor.dtype) else tensor
 
     return keras.tree.map_structure(convert, data)
 
 
 def _to_numpy(value) -> np.ndarray:
-    # Also reads Keras variables and densifies IndexedSlices gradients (embeddings).
-    return tf.convert_to_tensor(value).numpy()
+    return backends.current().to_numpy(value)
+
+
+def _is_float64(dtype) -> bool:
+    return keras.backend.standardize_dtype(dtype) == "float64"
 
 
 def _is_floating(dtype) -> bool:

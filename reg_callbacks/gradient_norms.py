@@ -3,8 +3,7 @@
 Vanishing and exploding gradients show as gradient norms that shrink or grow geometrically
 from the output layer back to the input layer. The norms here are of the full training
 loss (compiled loss plus the layers' regularization penalties), measured on a fixed batch
-by a `tf.function` traced once per model and reused (not XLA: its compilation takes
-seconds, and a call would be no faster).
+by a function compiled once per model and reused (`reg_callbacks.backends`).
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from reg_callbacks import backends
 from reg_callbacks.examples import Examples, rows
 from reg_callbacks.layer_paths import weighted_layers
-from reg_callbacks.training import IntervalProbed, compiled_for_model
+from reg_callbacks.training import IntervalProbed
 
 KEY_PREFIX = "grad_norm/"
 HEALTHY, VANISHING, EXPLODING = "healthy", "vanishing", "exploding"
@@ -72,72 +71,26 @@ def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = Fals
 
 def _measure(model, examples: Examples, training: bool = False) -> dict[str, float]:
     _check_model(model)
+    backend = backends.current()
+    groups = _groups(model)
     if examples.tensors is not None:
-        norms_fn = compiled_for_model(
-            model, ("gradient_norms", bool(training)), _norms_function, jit_compile=False
-        )
-        return _named(model, norms_fn(*examples.tensors))
+        return _named(model, backend.gradient_norms(model, *examples.tensors, groups, training))
     total, count = None, 0
     for x, y, sample_weight in examples.batches():
         n = rows(x)
-        weighted = sample_weight is not None
-        gradients_fn = compiled_for_model(
-            model, ("gradients", bool(training), weighted), _gradients_function, jit_compile=False
-        )
-        grads = gradients_fn(x, y, sample_weight) if weighted else gradients_fn(x, y)
-        scaled = [g.numpy().astype(np.float64) * n for g in grads]
+        grads = backend.loss_gradients(model, x, y, sample_weight, training)
+        scaled = [g.astype(np.float64) * n for g in grads]
         total = scaled if total is None else [t + g for t, g in zip(total, scaled, strict=True)]
         count += n
     if not count:
         raise ValueError("probe data must hold at least one example; the dataset is empty.")
     squares = [float(np.sum(np.square(t / count))) for t in total]
-    return _named(model, [math.sqrt(sum(squares[i] for i in group)) for group in _groups(model)])
+    return _named(model, [math.sqrt(sum(squares[i] for i in group)) for group in groups])
 
 
-def stacked_gradient_norms(model: keras.Model, x, y, training: bool = False):
-    """Graph code: the layer norms of `layer_gradient_norms` as one tensor, input side first."""
-    squares = [tf.reduce_sum(tf.square(g)) for g in loss_gradients(model, x, y, training)]
-    return tf.stack(
-        [
-            tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)]))
-            for group in _groups(model)
-        ]
-    )
-
-
-def loss_gradients(model, x, y, training=False, sample_weight=None) -> list:
-    """Graph code: d(training loss)/d(variable), dense float32, per trainable variable."""
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        y_pred = model(x, training=training)
-        loss = model.compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
-        )
-    return [
-        tf.zeros(v.shape, tf.float32) if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
-        for v, g in zip(variables, tape.gradient(loss, variables), strict=True)
-    ]
-
-
-def _norms_function(model_ref, training):
-    def norms(x, y):
-        return stacked_gradient_norms(model_ref(), x, y, training)
-
-    return norms
-
-
-def _gradients_function(model_ref, training, weighted):
-    if weighted:
-
-        def weighted_gradients(x, y, sample_weight):
-            return loss_gradients(model_ref(), x, y, training, sample_weight)
-
-        return weighted_gradients
-
-    def gradients(x, y):
-        return loss_gradients(model_ref(), x, y, training)
-
-    return gradients
+def stacked_gradient_norms(model: keras.Model, x, y) -> list:
+    """Graph code for `train`'s interval call: the layer norms as one tensor, input side first."""
+    return backends.current().graph_gradient_norms(model, x, y, _groups(model))
 
 
 def _groups(model) -> list[list[int]]:

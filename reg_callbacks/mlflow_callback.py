@@ -90,7 +90,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = self.take_probe_values(epoch)
         if step is None:
-            step = self.model.optimizer.iterations.numpy() if self.model.optimizer else epoch
+            optimizer = self.model.optimizer
+            step = keras.ops.convert_to_numpy(optimizer.iterations) if optimizer else epoch
         step = int(step)
         self._rows.append((step, dict(logs or {})))
         self._raise_failed_write()

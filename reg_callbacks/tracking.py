@@ -35,7 +35,7 @@ from mlflow.utils.mlflow_tags import (
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
-_VERSIONED_PACKAGES = ("tensorflow", "keras", "mlflow", "numpy", "scikit-learn")
+_VERSIONED_PACKAGES = ("tensorflow", "keras", "jax", "mlflow", "numpy", "scikit-learn")
 _CHILD_TAGS: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
     "child_tags", default=None
 )
@@ -128,7 +128,10 @@ def _git(where: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
+    """`version.<package>` of each installed package, and `keras_backend` once Keras is in
+    use (it is not imported here: recording needs no TensorFlow)."""
+    keras = sys.modules.get("keras")
+    versions = {"keras_backend": keras.backend.backend()} if keras is not None else {}
     for package in _VERSIONED_PACKAGES:
         try:
             versions[f"version.{package}"] = importlib.metadata.version(package)

@@ -17,6 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The subclassed model's custom gradient is the backend's own where it has one users reach
+# for: `tf.custom_gradient` on TensorFlow; JAX users write `keras.ops.custom_gradient`.
+NATIVE_API = "tf" if keras.backend.backend() == "tensorflow" else "keras"
+
 
 @keras.saving.register_keras_serializable(package="model_zoo")
 class CustomGradientDense(keras.layers.Dense):
@@ -123,7 +127,7 @@ class Subclassed(keras.Model):
         super().__init__(**kwargs)
         self.broken = broken
         self.hidden = keras.layers.Dense(6, activation="relu", name="hidden")
-        self.target = target_layer(4, broken, api="tf", activation="tanh")
+        self.target = target_layer(4, broken, api=NATIVE_API, activation="tanh")
         self.out = keras.layers.Dense(1, activation="sigmoid", name="out")
 
     def call(self, x, training=False):

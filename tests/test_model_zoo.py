@@ -25,31 +25,63 @@ from reg_callbacks import (
 )
 from reg_callbacks.gradient_checking import FINE, LIKELY_BUG, LOOK_CLOSER
 
+# Every test here runs on each backend: `KERAS_BACKEND=jax pytest -m backends`.
+pytestmark = pytest.mark.backends
+
 KINDS = list(CASES)
+
+on_jax = keras.backend.backend() == "jax"
+# Keras 3 on JAX computes tanh, LSTM/GRU cells and the losses' means in float32 even from
+# float64 inputs, so gradient_check refuses there (test_on_jax_gradient_check_refuses_...).
+needs_float64_keras = pytest.mark.skipif(
+    on_jax, reason="Keras computes tanh and loss means in float32 on JAX, even from float64"
+)
 
 
 def expected_norms(case: Case) -> dict[str, float]:
-    """`grad_norm/<path>` of the training loss, from a tape over each expected layer."""
+    """`grad_norm/<path>` of the training loss, from a hand-written gradient over each
+    expected layer's weights: a `tf.GradientTape`, or `jax.grad` of a stateless call."""
     model = case.model
+    x, y = (keras.tree.map_structure(keras.ops.convert_to_tensor, a) for a in (case.x, case.y))
+    weights = [layer.trainable_weights for layer in case.layers.values()]
+    if keras.backend.backend() == "jax":
+        grads = _jax_gradients(model, weights, x, y)
+    else:
 
-    @tf.function
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
-        return tape.gradient(loss, [layer.trainable_weights for layer in case.layers.values()])
+        @tf.function
+        def gradients(x, y):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
+            return tape.gradient(loss, weights)
 
-    x, y = (keras.tree.map_structure(tf.convert_to_tensor, a) for a in (case.x, case.y))
+        grads = [[tf.convert_to_tensor(g) for g in layer] for layer in gradients(x, y)]
     return {
-        f"grad_norm/{path}": math.sqrt(sum(float(tf.reduce_sum(tf.square(g))) for g in grads))
-        for path, grads in zip(case.layers, gradients(x, y), strict=True)
+        f"grad_norm/{path}": math.sqrt(sum(float(np.sum(np.square(g))) for g in layer_grads))
+        for path, layer_grads in zip(case.layers, grads, strict=True)
     }
 
 
+def _jax_gradients(model, weights, x, y):
+    import jax
+
+    def loss(values):
+        mapping = [
+            (v, value)
+            for group, group_values in zip(weights, values, strict=True)
+            for v, value in zip(group, group_values, strict=True)
+        ]
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+            return model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
+
+    return jax.grad(loss)([[v.value for v in group] for group in weights])
+
+
 def built(case: Case) -> Case:
-    case.model(keras.tree.map_structure(tf.convert_to_tensor, case.x))
+    case.model(keras.tree.map_structure(keras.ops.convert_to_tensor, case.x))
     return case
 
 
+@needs_float64_keras
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradient_check_passes_every_correct_model(kind):
     case = CASES[kind]()
@@ -60,6 +92,7 @@ def test_gradient_check_passes_every_correct_model(kind):
     print(f"{kind}: {report.relative_error:.2e} over {report.n_checked} of {report.n_params}")
 
 
+@needs_float64_keras
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradient_check_names_the_broken_layer_by_its_path(kind):
     case = CASES[kind](broken=True)
@@ -158,6 +191,7 @@ def test_an_infinite_dataset_is_refused_in_one_line():
         GradientNormLogger(batched(case.x, case.y).repeat())
 
 
+@needs_float64_keras
 def test_integer_inputs_reach_the_embedding_unchanged():
     case = CASES["recurrent"]()
     report = gradient_check(case.model, case.x, case.y)
@@ -216,6 +250,7 @@ def test_a_model_without_loss_is_refused():
         gradient_check(uncompiled, x, y)
 
 
+@needs_float64_keras
 def test_gradient_check_takes_the_compiled_weighted_loss():
     case = CASES["multi_io"]()
     report = gradient_check(case.model, case.x, case.y)
@@ -228,6 +263,7 @@ def test_gradient_check_takes_the_compiled_weighted_loss():
     assert report.cost == pytest.approx(weighted, rel=1e-5)
 
 
+@needs_float64_keras
 def test_a_slightly_wrong_gradient_reads_look_closer():
     # A kernel gradient 1e-4 too large: e = 1e-4 / (2 + 1e-4) ~ 5e-5 in that layer, between
     # "fine" (1e-6) and "likely a bug" (1e-3), and diluted over the model's other weights.
@@ -245,3 +281,19 @@ def test_a_slightly_wrong_gradient_reads_look_closer():
     assert report.verdict == LOOK_CLOSER, report.summary()
     assert report.per_variable["slight/kernel"] == pytest.approx(1e-4 / (2 + 1e-4), rel=1e-3)
     assert report.suspect_layers == []
+
+
+@pytest.mark.skipif(not on_jax, reason="TensorFlow computes float64 throughout")
+@pytest.mark.parametrize(
+    ("kind", "tanh_layer"), [("sequential", "plain/hidden"), ("recurrent", "lstm")]
+)
+def test_on_jax_gradient_check_refuses_naming_where_float64_is_lost(kind, tanh_layer):
+    case = CASES[kind]()
+    with pytest.raises(RuntimeError, match="in float32 even from float64") as error:
+        gradient_check(case.model, case.x, case.y)
+    for place in (tanh_layer, "target", "compile_loss/binary_crossentropy", "KERAS_BACKEND"):
+        assert place in str(error.value)
+    # float64 was on for the check only: the process is back to JAX's and Keras's float32.
+    import jax.numpy as jnp
+
+    assert jnp.asarray(np.zeros(1)).dtype == "float32" and keras.config.floatx() == "float32"

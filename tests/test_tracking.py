@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
 from reg_callbacks.tracking import data_fingerprint, flatten, git_commit, tags_for_children_of
 
+pytestmark = pytest.mark.backends
+
 
 def test_flatten_nested_params_and_sequences():
     assert flatten({"hidden": (20, 3), "opt": {"lr": 0.1, "name": "sgd"}, "data": None}) == {
@@ -49,6 +51,7 @@ def test_finished_run_has_params_tags_metrics_and_diagnosis():
     assert tags["bias_variance"] == "high variance"
     assert tags["seed"] == "3" and tags["mlflow.note.content"] == "L2 closes the gap."
     assert tags["git_commit"] and tags["version.tensorflow"] and len(tags["data_hash"]) == 16
+    assert tags["keras_backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert tags["mlflow.user"] and tags["mlflow.source.name"]
     assert run.data.metrics["train_error"] == pytest.approx(0.02)
     assert run.data.metrics["variance"] == pytest.approx(0.10)

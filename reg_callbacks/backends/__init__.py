@@ -1,0 +1,83 @@
+"""The few backend-specific primitives the library needs, one module per Keras backend.
+
+Each module (`tensorflow`, `jax`) provides the same functions, and the rest of the library
+calls them through `current()`, so callbacks stay backend-neutral:
+
+- `loss_gradients(model, x, y, sample_weight, training)`: the gradient of the training loss
+  (compiled loss with its `loss_weights` plus `model.losses`) for each trainable variable,
+  as float32 NumPy arrays.
+- `gradient_norms(model, x, y, groups, training)`: the L2 norm over each group of
+  trainable-variable indices of those gradients, as one NumPy vector.
+- `forward(model, *inputs)`: `model(x, training=False)` for each input, as NumPy nests.
+- `to_numpy(value)`: a tensor, variable or gradient as a NumPy array.
+- For `gradient_check`: `float64_scope()` (where float64 is allowed),
+  `analytic_gradient(model, variables, x, y, cost)` and `vectorized_costs(cost_at)`.
+- For `train`: `interval_runner(model, full_batch, probe_layout, jit_compile)`,
+  `evaluator(model)`, and `RUNS_INTERVAL_PROBES`: whether the runner computes the
+  callbacks' interval probes inside its compiled call (then `graph_gradient_norms(model, x,
+  y, groups)` is the gradient-norm probe, in graph code); where it does not, the callbacks
+  measure for themselves in `on_epoch_end`.
+
+Every compiled function is cached per model with `cached_for_model`. A PyTorch module would
+implement the same names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import weakref
+
+import keras
+
+SUPPORTED = ("tensorflow", "jax")
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def current():
+    """The backend module for Keras's backend of this process."""
+    name = keras.backend.backend()
+    if name not in SUPPORTED:
+        raise NotImplementedError(
+            f"reg_callbacks runs on Keras's {' and '.join(SUPPORTED)} backends; this process "
+            f"uses {name!r} (set KERAS_BACKEND before importing Keras)."
+        )
+    return importlib.import_module(f"reg_callbacks.backends.{name}")
+
+
+def cached_for_model(model: keras.Model, key: tuple, make):
+    """`make(model_ref)`, made once per model and `key`, and again after `model.compile` or a
+    change of its trainable variables (what a compiled function captured).
+
+    The cache holds models weakly (it never keeps one alive) and `make` gets a `weakref` to
+    the model, so the compiled function does not keep it alive either.
+    """
+    stamp = _compile_stamp(model)
+    functions = _COMPILED.setdefault(model, {})
+    entry = functions.get(key)
+    if entry is None or not _same_stamp(entry[0], stamp):
+        entry = (_weak_stamp(stamp), make(weakref.ref(model)))
+        functions[key] = entry
+    return entry[1]
+
+
+def _compile_stamp(model) -> tuple:
+    return (
+        getattr(model, "optimizer", None),
+        getattr(model, "_compile_loss", None),
+        getattr(model, "_compile_metrics", None),
+        *model.trainable_variables,
+    )
+
+
+def _weak_stamp(stamp: tuple) -> tuple:
+    return tuple(None if obj is None else weakref.ref(obj) for obj in stamp)
+
+
+def _same_stamp(weak_stamp: tuple, stamp: tuple) -> bool:
+    if len(weak_stamp) != len(stamp):
+        return False
+    return all(
+        (ref is None and obj is None) or (ref is not None and ref() is obj)
+        for ref, obj in zip(weak_stamp, stamp, strict=True)
+    )

@@ -1,0 +1,283 @@
+"""Keras's JAX backend: the library's primitives as jitted stateless functions (see `backends`).
+
+A jitted JAX function cannot read a Keras variable: it gets the variables' current values as
+arguments and calls the model statelessly, the way Keras's own JAX trainer does
+(`model.stateless_call`, `model.compute_loss_and_updates`, `model.train_step(state, data)`).
+Each function is jitted once per model (`cached_for_model`) and traced once per input shape.
+
+float64 is a process-wide switch on JAX (`jax_enable_x64`); `float64_scope` turns it on for
+the calling thread only, for the length of a gradient check (`jax.enable_x64`), so the rest
+of the process keeps JAX's float32 defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from reg_callbacks.backends import cached_for_model
+
+# `train`'s loop computes no interval probes: it writes the weights back after each interval,
+# and the callbacks run their own jitted functions on them, as under `fit`.
+RUNS_INTERVAL_PROBES = False
+
+
+def loss_gradients(model, x, y, sample_weight=None, training=False) -> list[np.ndarray]:
+    gradients = cached_for_model(
+        model,
+        ("gradients", bool(training)),
+        lambda ref: jax.jit(functools.partial(_gradients, ref, bool(training))),
+    )
+    grads = gradients(_loss_state(model, training), _arrays(x), _arrays(y), _arrays(sample_weight))
+    return [np.asarray(g, np.float32) for g in grads]
+
+
+def gradient_norms(model, x, y, groups, training=False) -> np.ndarray:
+    groups = tuple(tuple(group) for group in groups)
+
+    def norms(model_ref, state, x, y):
+        squares = [
+            jnp.sum(jnp.square(g.astype("float32")))
+            for g in _gradients(model_ref, bool(training), state, x, y, None)
+        ]
+        return jnp.stack(
+            [jnp.sqrt(sum((squares[i] for i in group), jnp.float32(0))) for group in groups]
+        )
+
+    compiled = cached_for_model(
+        model,
+        ("gradient_norms", groups, bool(training)),
+        lambda ref: jax.jit(functools.partial(norms, ref)),
+    )
+    return np.asarray(compiled(_loss_state(model, training), _arrays(x), _arrays(y)))
+
+
+def forward(model, *inputs) -> tuple:
+    def run(model_ref, trainable, non_trainable, inputs):
+        model = model_ref()
+        return tuple(
+            model.stateless_call(trainable, non_trainable, x, training=False)[0] for x in inputs
+        )
+
+    compiled = cached_for_model(
+        model, ("forward",), lambda ref: jax.jit(functools.partial(run, ref))
+    )
+    outputs = compiled(
+        _values(model.trainable_variables),
+        _values(model.non_trainable_variables),
+        _arrays(inputs),
+    )
+    return keras.tree.map_structure(np.asarray, outputs)
+
+
+def to_numpy(value) -> np.ndarray:
+    return np.asarray(value.value if isinstance(value, keras.Variable) else value)
+
+
+def float64_scope():
+    """float64 arrays for the calling thread, until the block exits (`jax.enable_x64`).
+
+    JAX's jit caches key on the setting, so functions traced inside are traced anew.
+    """
+    return jax.enable_x64(True)
+
+
+def analytic_gradient(model, variables, x, y, cost):
+    """`(J, y_pred, dJ/dv for v in variables)` with `(y_pred, J) = cost(model, x, y)`."""
+    perturbed = {id(v) for v in variables}
+    frozen = [(v, v.value) for v in model.variables if id(v) not in perturbed]
+
+    def stateless_cost(values, x, y):
+        mapping = list(zip(variables, values, strict=True)) + frozen
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+            y_pred, value = cost(model, x, y)
+        return value, y_pred
+
+    values = _values(variables)
+    demoted = _float64_demotions(jax.make_jaxpr(stateless_cost)(values, x, y).jaxpr)
+    if demoted:
+        raise RuntimeError(
+            "gradient_check could not run the model in float64 on JAX: Keras computes these "
+            "in float32 even from float64 inputs (its type promotion maps float64 to float32 "
+            f"on every backend but TensorFlow): {', '.join(demoted)}. Check the model with "
+            "KERAS_BACKEND=tensorflow."
+        )
+    (value, y_pred), grads = jax.jit(jax.value_and_grad(stateless_cost, has_aux=True))(values, x, y)
+    return value, y_pred, [np.asarray(g) for g in grads]
+
+
+def _float64_demotions(jaxpr) -> list[str]:
+    """Where the traced computation casts float64 to float32, by Keras name scope, in order."""
+    places = []
+    for equation in jaxpr.eqns:
+        if (
+            equation.primitive.name == "convert_element_type"
+            and equation.invars[0].aval.dtype == jnp.float64
+            and equation.params["new_dtype"] == jnp.float32
+        ):
+            places.append(str(equation.source_info.name_stack) or "the model")
+        for param in equation.params.values():
+            inner = getattr(param, "jaxpr", None)  # a closed jaxpr: scan, cond, custom_vjp ...
+            if inner is not None:
+                places.extend(_float64_demotions(getattr(inner, "jaxpr", inner)))
+    return list(dict.fromkeys(places))
+
+
+def vectorized_costs(cost_at):
+    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `vmap`."""
+    costs_at = jax.jit(jax.vmap(cost_at))
+    return lambda indices, steps: np.asarray(costs_at(jnp.asarray(indices), jnp.asarray(steps)))
+
+
+def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
+    """`run(x, y, steps | batch_indices) -> (logs, [])`: an interval's train steps as one
+    jitted `lax.fori_loop` over `model.train_step(state, data)`; the logs are the last step's.
+
+    The model's variables hold the interval's result when `run` returns, so callbacks read
+    the trained weights.
+    """
+    if probe_layout:
+        raise ValueError("the JAX interval loop computes no probes; callbacks measure instead.")
+    steps_function = cached_for_model(
+        model,
+        ("train", full_batch),
+        lambda ref: jax.jit(functools.partial(_steps, ref, full_batch)),
+    )
+
+    def run(x, y, schedule):
+        _build_for_training(model, x, y)
+        model.reset_metrics()  # the last step's logs are its own, as on TensorFlow
+        state = _train_state(model)
+        logs, state = steps_function(state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule))
+        _assign(model, state)
+        return _floats(logs), []
+
+    return run
+
+
+def evaluator(model):
+    """`evaluate(x, y) -> logs`, as `model.evaluate` computes them (one jitted test step)."""
+
+    def evaluate(model_ref, state, x, y):
+        return model_ref().test_step(state, (x, y))[0]
+
+    compiled = cached_for_model(
+        model, ("evaluate",), lambda ref: jax.jit(functools.partial(evaluate, ref))
+    )
+
+    def run(x, y):
+        _build_for_training(model, x, y)
+        model.reset_metrics()
+        state = (
+            _values(model.trainable_variables),
+            _values(model.non_trainable_variables),
+            _values(model.metrics_variables),
+        )
+        return _floats(compiled(state, _arrays(x), _arrays(y)))
+
+    return run
+
+
+def _steps(model_ref, full_batch, state, reset_metrics, x, y, schedule):
+    model = model_ref()
+    if full_batch:
+        n_steps, batch = schedule, lambda i: (x, y)
+    else:
+        n_steps = schedule.shape[0]
+
+        def batch(i):
+            return keras.tree.map_structure(lambda t: jnp.take(t, schedule[i], axis=0), (x, y))
+
+    def step(i, state):
+        return model.train_step(state, batch(i))[1]
+
+    state = jax.lax.fori_loop(0, n_steps - 1, step, state)
+    trainable, non_trainable, optimizer, _ = state
+    return model.train_step(
+        (trainable, non_trainable, optimizer, reset_metrics), batch(n_steps - 1)
+    )
+
+
+def _gradients(model_ref, training, state, x, y, sample_weight):
+    trainable, non_trainable, metrics, optimizer = state
+    grads, _ = jax.grad(model_ref().compute_loss_and_updates, has_aux=True)(
+        trainable,
+        non_trainable,
+        metrics,
+        x,
+        y,
+        sample_weight,
+        training=training,
+        optimizer_variables=optimizer,
+    )
+    return grads
+
+
+def _loss_state(model, training):
+    optimizer = getattr(model, "optimizer", None)
+    return (
+        _values(model.trainable_variables),
+        _values(model.non_trainable_variables),
+        _values(model.metrics_variables),
+        _values(optimizer.variables) if training and optimizer is not None else None,
+    )
+
+
+def _train_state(model):
+    return (
+        _values(model.trainable_variables),
+        _values(model.non_trainable_variables),
+        _values(model.optimizer.variables),
+        _values(model.metrics_variables),
+    )
+
+
+def _assign(model, state) -> None:
+    trainable, non_trainable, optimizer, metrics = state
+    for variables, values in (
+        (model.trainable_variables, trainable),
+        (model.non_trainable_variables, non_trainable),
+        (model.optimizer.variables, optimizer),
+        (model.metrics_variables, metrics),
+    ):
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+
+def _build_for_training(model, x, y) -> None:
+    """Build what Keras builds on first use, as `fit` does before its first step, once per
+    model and compile: the optimizer's slots and the compiled loss's and metrics' variables,
+    so that the jitted loop's state holds every variable it updates from the start."""
+    cached_for_model(model, ("built for training",), lambda _: _build_compiled_state(model, x, y))
+
+
+def _build_compiled_state(model, x, y) -> bool:
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    x, y = (keras.tree.map_structure(lambda t: t[:1], part) for part in (x, y))
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    model.reset_metrics()
+    return True
+
+
+def _values(variables) -> list:
+    return [v.value for v in variables]
+
+
+def _arrays(data):
+    """Backend arrays of a nest of arrays or tensors (a `tf.data` batch included)."""
+    if data is None:
+        return None
+    return keras.tree.map_structure(
+        lambda t: t if isinstance(t, jax.Array) else jnp.asarray(np.asarray(t)), data
+    )
+
+
+def _floats(logs) -> dict[str, float]:
+    return {name: float(value) for name, value in logs.items()}

@@ -1,0 +1,379 @@
+"""Keras's TensorFlow backend: the library's primitives as `tf.function`s (see `backends`).
+
+Gradients, norms and forward passes run as plain graphs traced once per model (not XLA: its
+compilation takes seconds, and a call would be no faster). `train`'s interval loop runs under
+XLA, with the callbacks' interval probes inside the same call.
+
+What makes `train` fast, measured with `benchmarks/bench_training.py` on a shared 2-core CPU
+(numbers there):
+
+- The interval loop under XLA: ~0.03 ms a step for the course's 2-20-3-1 net, against
+  ~0.15 ms for the same loop as a plain `tf.function` and ~0.1 ms for the NumPy loop.
+- Compiled once per model: the loop (and the callbacks' forward and gradient functions)
+  is cached per model and `compile`, so a second `train` call does not pay the 1-3 s of
+  tracing and XLA compilation again, and called through its concrete function, which
+  skips `tf.function`'s per-call dispatch.
+- Dropout: Keras's `Dropout` draws its mask with `tf.random.stateless_uniform`'s default
+  generator, which XLA runs ~10x slower on CPU than the whole rest of the step (2-20-3-1
+  with keep_prob 0.86: ~0.2-0.4 ms a step, against ~0.26 ms without XLA). Inside the XLA
+  loop `counter_based_dropout` swaps in `threefry_dropout`: the same inverted dropout from
+  the same seed generator (a fresh mask every step, nothing at inference), drawn with
+  Threefry, which XLA fuses into a few integer loops (~0.05-0.07 ms a step). Measured and
+  rejected: Philox under XLA (~2x Threefry), a hand-written integer hash (no faster
+  inside the step), and a plain graph (Keras's dropout runs there, ~4x slower).
+- `jit_compile="auto"` therefore means XLA, falling back to a plain graph only when a
+  layer has no XLA kernel: XLA was faster per step for every net measured. Its price is
+  compilation, ~2.5 s against ~0.8 s for a plain graph on 2-20-3-1: a single run shorter
+  than ~15 000 steps finishes sooner with `jit_compile=False`.
+- One TensorFlow call an interval: a call costs ~0.5-2 ms on a 2-core CPU whatever it
+  computes, so what the callbacks measure at an interval's end (`BiasVarianceCallback`'s
+  forward pass, `GradientNormLogger`'s gradients, `RecorderCallback`'s step count) is
+  computed by the interval's own compiled loop after its last step. Validation data runs as
+  a separate plain graph: it would not repay XLA's seconds of compilation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Keras's own TensorFlow dropout, to swap Threefry in under XLA: no public API reaches it.
+from keras.src.backend.tensorflow import random as keras_tf_random
+
+from reg_callbacks.backends import cached_for_model
+
+RUNS_INTERVAL_PROBES = True
+
+
+def loss_gradients(model, x, y, sample_weight=None, training=False) -> list[np.ndarray]:
+    weighted = sample_weight is not None
+    gradients = compiled_for_model(
+        model, ("gradients", bool(training), weighted), _gradients_function, jit_compile=False
+    )
+    grads = gradients(x, y, sample_weight) if weighted else gradients(x, y)
+    return [g.numpy() for g in grads]
+
+
+def gradient_norms(model, x, y, groups, training=False) -> np.ndarray:
+    groups = tuple(tuple(group) for group in groups)
+    norms = compiled_for_model(
+        model, ("gradient_norms", groups, bool(training)), _norms_function, jit_compile=False
+    )
+    return norms(x, y).numpy()
+
+
+def forward(model, *inputs) -> tuple:
+    run = compiled_for_model(model, ("forward",), _forward_function, jit_compile=False)
+    return keras.tree.map_structure(np.asarray, run(*inputs))
+
+
+def to_numpy(value) -> np.ndarray:
+    # Also reads Keras variables and densifies IndexedSlices gradients (embeddings).
+    return tf.convert_to_tensor(value).numpy()
+
+
+def graph_gradients(model, x, y, training=False, sample_weight=None) -> list:
+    """Graph code: d(training loss)/d(variable), dense float32, per trainable variable."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=training)
+        loss = model.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+    return [
+        tf.zeros(v.shape, tf.float32) if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
+        for v, g in zip(variables, tape.gradient(loss, variables), strict=True)
+    ]
+
+
+def graph_gradient_norms(model, x, y, groups, training=False):
+    """Graph code: the norm of the gradients of each group of trainable variables."""
+    squares = [tf.reduce_sum(tf.square(g)) for g in graph_gradients(model, x, y, training)]
+    return tf.stack(
+        [tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)])) for group in groups]
+    )
+
+
+def _norms_function(model_ref, groups, training):
+    def norms(x, y):
+        return graph_gradient_norms(model_ref(), x, y, groups, training)
+
+    return norms
+
+
+def _gradients_function(model_ref, training, weighted):
+    if weighted:
+
+        def weighted_gradients(x, y, sample_weight):
+            return graph_gradients(model_ref(), x, y, training, sample_weight)
+
+        return weighted_gradients
+
+    def gradients(x, y):
+        return graph_gradients(model_ref(), x, y, training)
+
+    return gradients
+
+
+def _forward_function(model_ref):
+    def run(*inputs):
+        return tuple(model_ref()(x, training=False) for x in inputs)
+
+    return run
+
+
+@contextlib.contextmanager
+def float64_scope():
+    """TensorFlow computes in float64 whenever asked: nothing to switch on."""
+    yield
+
+
+def analytic_gradient(model, variables, x, y, cost):
+    """`(J, y_pred, dJ/dv for v in variables)` with `(y_pred, J) = cost(model, x, y)`.
+
+    Inside tf.function, as under fit: a custom gradient over a layer's weight (a
+    `tf.custom_gradient` given the variable itself) works only in graph mode.
+    """
+
+    @tf.function
+    def cost_and_gradients(x, y):
+        with tf.GradientTape() as tape:
+            y_pred, value = cost(model, x, y)
+        return value, y_pred, tape.gradient(value, variables)
+
+    value, y_pred, grads = cost_and_gradients(x, y)
+    return value, y_pred, [None if g is None else to_numpy(g) for g in grads]
+
+
+def vectorized_costs(cost_at):
+    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one compiled call."""
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float64)]
+    )
+    def costs_at(indices, steps):
+        return tf.vectorized_map(lambda args: cost_at(*args), (indices, steps))
+
+    def costs(indices, steps):
+        return costs_at(tf.constant(indices, tf.int64), tf.constant(steps, tf.float64)).numpy()
+
+    return costs
+
+
+def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
+    """`run(x, y, steps | batch_indices, *probe_inputs) -> (logs, probe values)`: an
+    interval's train steps and then its probes, one compiled call; NumPy results."""
+    key = ("train", full_batch, probe_layout)
+    steps_function = compiled_for_model(model, key, _steps_function, jit_compile=jit_compile)
+
+    def run(x, y, schedule, *probe_inputs):
+        logs, probed = steps_function(x, y, tf.constant(schedule), *probe_inputs)
+        return _floats(logs), [tf.nest.map_structure(np.asarray, values) for values in probed]
+
+    return run
+
+
+def evaluator(model):
+    """`evaluate(x, y) -> logs`, as `model.evaluate` computes them; a plain graph: run once
+    an interval, it would not repay XLA's seconds of compilation."""
+    evaluate = compiled_for_model(model, ("evaluate",), _evaluate_function, jit_compile=False)
+    return lambda x, y: _floats(evaluate(x, y))
+
+
+def _floats(logs) -> dict[str, float]:
+    return {name: float(value) for name, value in logs.items()}
+
+
+def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
+    """`run(x, y, steps | batch_indices, *probe_inputs)`: that many train steps, then probes.
+
+    Returns the last step's logs and, on the weights that step left, each probe's
+    `function(model, *its_inputs)` (`probe_layout` is `((function, n_inputs), ...)`). The
+    probes are in the same compiled call because a TensorFlow call costs ~0.5-2 ms on a
+    2-core CPU whatever it computes: an interval of 1000 steps of 2-20-3-1 plus a separate
+    call for the probes took 2.3 % longer than one call doing both (100 alternating pairs).
+    """
+
+    def last_step_logs(model, batch):
+        for metric in model.metrics:
+            metric.reset_state()
+        return model.train_step(batch)
+
+    def probe(model, inputs):
+        outputs, start = [], 0
+        for function, count in probe_layout:
+            outputs.append(function(model, *inputs[start : start + count]))
+            start += count
+        return outputs
+
+    def gathered(data, rows):
+        return keras.tree.map_structure(lambda t: tf.gather(t, rows), data)
+
+    if full_batch:
+
+        def run(x, y, steps, *probe_inputs):
+            model = model_ref()
+            for _ in tf.range(steps - 1):
+                model.train_step((x, y))
+            return last_step_logs(model, (x, y)), probe(model, probe_inputs)
+
+    else:
+
+        def run(x, y, batch_indices, *probe_inputs):
+            model = model_ref()
+            for i in tf.range(tf.shape(batch_indices)[0] - 1):
+                model.train_step(gathered((x, y), batch_indices[i]))
+            logs = last_step_logs(model, gathered((x, y), batch_indices[-1]))
+            return logs, probe(model, probe_inputs)
+
+    return run
+
+
+def _evaluate_function(model_ref):
+    def evaluate(x, y):
+        model = model_ref()
+        for metric in model.metrics:
+            metric.reset_state()
+        return model.test_step((x, y))
+
+    return evaluate
+
+
+def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"):
+    """`build(model_ref, *key[1:])` as a compiled function, traced once per model and compile
+    (`backends.cached_for_model`). Calls run the XLA version with `counter_based_dropout`.
+
+    Args:
+        model: The Keras model the function closes over.
+        key: Names the function: `key[0]` a kind, the rest passed on to `build`.
+        build: `build(model_ref, *key[1:]) -> python function` to compile.
+        jit_compile: `True`, `False` or `"auto"` (XLA, falling back to a plain graph when
+            a layer has no XLA kernel).
+    """
+    return cached_for_model(
+        model,
+        (key, jit_compile),
+        lambda model_ref: _with_xla_fallback(build(model_ref, *key[1:]), jit_compile),
+    )
+
+
+def _with_xla_fallback(fn, jit_compile):
+    if jit_compile != "auto" and not jit_compile:
+        return _ByInputSpec(tf.function(fn, jit_compile=False))
+    compiled = _ByInputSpec(tf.function(fn, jit_compile=True))
+
+    def call_compiled(*args):
+        # Active on every call, not only the first: a retrace (new shapes) must see it too.
+        with counter_based_dropout():
+            return compiled(*args)
+
+    if jit_compile != "auto":
+        return call_compiled
+    plain = _ByInputSpec(tf.function(fn, jit_compile=False))
+    chosen = []
+
+    def call(*args):
+        if chosen:
+            return chosen[0](*args)
+        try:
+            result = call_compiled(*args)
+            chosen.append(call_compiled)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+            # XLA refuses before anything runs, so no step has been applied yet.
+            if "XLA" not in str(error) and "xla" not in str(error):
+                raise
+            result = plain(*args)
+            chosen.append(plain)
+        return result
+
+    return call
+
+
+class _ByInputSpec:
+    """Calls a `tf.function`'s concrete function for the arguments' shapes and dtypes.
+
+    Skips `tf.function`'s per-call dispatch (signature binding, type canonicalization), a
+    large share of the cost of a call that runs a small net once: ~0.35 ms against ~0.2 ms
+    for the concrete function on this 2-core CPU. Arguments must be (nests of) tensors.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self.concrete = {}
+
+    def __call__(self, *args):
+        key = tuple((tuple(arg.shape), arg.dtype) for arg in tf.nest.flatten(args))
+        concrete = self.concrete.get(key)
+        if concrete is None:
+            concrete = self.function.get_concrete_function(*args)
+            self.concrete[key] = concrete
+        return concrete(*args)
+
+
+# Keras's TensorFlow `dropout`, which `keras.layers.Dropout` (and `keras.random.dropout`)
+# look up as `keras.src.backend.random.dropout` on every call.
+_KERAS_DROPOUT = keras_tf_random.dropout
+_dropout_patch = threading.local()
+_dropout_patch_lock = threading.Lock()
+_dropout_patch_users = 0
+
+
+def threefry_dropout(inputs, rate, noise_shape=None, seed=None):
+    """Keras's inverted dropout, with its random numbers drawn by Threefry-2x32.
+
+    Same contract as Keras's TensorFlow `backend.random.dropout` (and
+    `tf.nn.experimental.stateless_dropout`, which it calls): each element is kept when a
+    uniform draw is `>= rate` and scaled by `1 / (1 - rate)`; the seed is drawn from the
+    layer's `SeedGenerator`, which advances on every call, so every step gets a fresh mask,
+    determined by the layer's seed. Only the generator differs: Threefry, a counter-based
+    generator that XLA compiles into a few fused integer loops on CPU, instead of the
+    default, which XLA runs an order of magnitude slower there. XLA only: TensorFlow has no
+    Threefry kernel outside XLA.
+    """
+    if rate == 1.0:
+        return tf.zeros_like(inputs)
+    if rate == 0.0:
+        return inputs
+    seed = keras_tf_random._cast_seed(keras_tf_random.draw_seed(seed))
+    noise_shape = keras_tf_random._get_concrete_noise_shape(inputs, noise_shape)
+    # Drawn as one flat vector: XLA's CPU code for a (rows, units) draw is ~3x slower.
+    flat = tf.random.stateless_uniform(
+        tf.reshape(tf.reduce_prod(noise_shape), [1]), seed, dtype=inputs.dtype, alg="threefry"
+    )
+    keep = tf.cast(tf.reshape(flat, noise_shape) >= rate, inputs.dtype)
+    return inputs * tf.cast(1.0 / (1.0 - rate), inputs.dtype) * keep
+
+
+def _dropout_dispatch(inputs, rate, noise_shape=None, seed=None):
+    if getattr(_dropout_patch, "depth", 0) > 0:
+        return threefry_dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
+    return _KERAS_DROPOUT(inputs, rate, noise_shape=noise_shape, seed=seed)
+
+
+@contextlib.contextmanager
+def counter_based_dropout():
+    """Within the block, Keras dropout traced by this thread uses `threefry_dropout`.
+
+    Scoped and reversible: Keras's function is swapped for a dispatcher on entry and put
+    back when the last block (in any thread) exits; the dispatcher routes only calls made
+    by a thread inside a block, so other threads keep Keras's own dropout meanwhile. It
+    matters only while a function is being traced; meant for XLA-compiled functions.
+    """
+    global _dropout_patch_users
+    with _dropout_patch_lock:
+        if _dropout_patch_users == 0:
+            keras_tf_random.dropout = _dropout_dispatch
+        _dropout_patch_users += 1
+    _dropout_patch.depth = getattr(_dropout_patch, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _dropout_patch.depth -= 1
+        with _dropout_patch_lock:
+            _dropout_patch_users -= 1
+            if _dropout_patch_users == 0:
+                keras_tf_random.dropout = _KERAS_DROPOUT
