@@ -36,10 +36,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp_for
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, flipped_boundary
+from experiments.harness.models import binary_mlp_for
+from experiments.harness.runner import tracked_run
 
 Regime = Literal["all", "underfit", "overfit", "both", "good"]
 REGIMES = ("underfit", "overfit", "both", "good")

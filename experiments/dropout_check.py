@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.cli import main
-from experiments.datasets import DataSplit
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit
+from experiments.harness.runner import tracked_run
 
 
 @dataclass(frozen=True)

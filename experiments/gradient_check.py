@@ -38,9 +38,9 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit
+from experiments.harness.runner import tracked_run
 
 Case = Literal["all", "1d", "net", "l2", "broken"]
 CASES = ("1d", "net", "l2", "broken")

@@ -53,9 +53,9 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, load_data, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, load_data, noisy_moons
+from experiments.harness.runner import tracked_run
 
 Activation = Literal["relu", "tanh", "linear"]
 Init = Literal["small", "large", "xavier", "he"]

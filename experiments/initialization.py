@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, course_circles, load_data
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, course_circles, load_data
+from experiments.harness.runner import tracked_run
 
 Init = Literal["zeros", "random", "xavier", "he"]
 INITS = ("zeros", "random", "xavier", "he")

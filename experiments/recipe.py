@@ -34,10 +34,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp_for
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, flipped_boundary
+from experiments.harness.models import binary_mlp_for
+from experiments.harness.runner import tracked_run
 from reg_callbacks.diagnosis import DEFAULT_BIAS_THRESHOLD, DEFAULT_VARIANCE_THRESHOLD
 
 MODEL_FIELDS = ("width", "depth", "n_train", "iterations", "l2", "dropout")

@@ -76,9 +76,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, load_data, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, load_data, noisy_moons
+from experiments.harness.runner import tracked_run
 
 Variant = Literal["none", "l2", "l1", "dropout", "early_stopping"]
 SPARSE_BELOW = 1e-3  # |w| under this counts as zero for L1's sparsity

@@ -20,9 +20,9 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, noisy_moons
+from experiments.harness.runner import tracked_run
 
 DIVERGE_FACTOR = 1e6
 

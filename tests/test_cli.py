@@ -1,4 +1,4 @@
-"""experiments.cli: values -> Config coercion, flags, and `main` driven as a user would."""
+"""experiments.harness.cli: values -> Config coercion, flags, and `main` driven as a user would."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 import pytest
 
-from experiments.cli import config_from_dict, main, parse_args, print_summary
+from experiments.harness.cli import config_from_dict, main, parse_args, print_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ def test_help_lists_flags_choices_defaults_and_field_comments(capsys):
     out = capsys.readouterr().out
     for fragment in [
         "usage: python -m demo",
-        "experiments.cli: values -> Config coercion",  # module docstring, first paragraph
+        "experiments.harness.cli: values -> Config coercion",  # module docstring, first paragraph
         "--variant {none,l2,dropout}",
         "--hidden INT,...",
         "(default: 20,3)",
@@ -326,7 +326,7 @@ Run: python -m dummy_experiment --variant l2
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
+from experiments.harness.cli import main
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,7 @@ def run(cfg: Config, tracking_uri: str | None = None) -> dict:
     if cfg.interrupt:
         raise KeyboardInterrupt
     if cfg.data is not None:
-        from experiments.datasets import load_data
+        from experiments.harness.datasets import load_data
 
         load_data(cfg.data, cfg.dev_data)
     return {"train_error": 0.05, "dev_error": 0.125, "variant": cfg.variant}
@@ -439,7 +439,7 @@ def test_modules_import_fast_without_tensorflow():
         """
         import json, sys, time
         start = time.perf_counter()
-        import experiments.cli, experiments.datasets
+        import experiments.harness.cli, experiments.harness.datasets
         elapsed = time.perf_counter() - start
         heavy = ["tensorflow", "keras", "mlflow", "sklearn", "scipy", "h5py"]
         print(json.dumps({"seconds": elapsed, "loaded": [m for m in heavy if m in sys.modules]}))

@@ -1,4 +1,4 @@
-"""Generators and user-file loaders of experiments.datasets: round trips, bad input, seeds."""
+"""Generators and user-file loaders of experiments.harness.datasets: round trips, bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 from sklearn.datasets import make_circles
 
-from experiments.datasets import (
+from experiments.harness.datasets import (
     DataSplit,
     boundary_labels,
     course_circles,

@@ -186,7 +186,7 @@ def test_dry_run_with_the_ray_backend_does_not_import_ray(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from experiments import sweep, sweep_store
+        from experiments.sweep import cli as sweep, store as sweep_store
         sweep_store.client_for = lambda uri: None  # no server: an empty store
         sweep_store.read_runs_client = lambda client, names: []
         code = sweep.main(["--grid", {str(_grid_file(tmp_path))!r}, "--dry-run",

@@ -20,16 +20,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments import sweep_plan, sweep_store
-from experiments.sweep import output_file
-from experiments.sweep_plan import (
+from experiments.sweep import plan as sweep_plan
+from experiments.sweep import store as sweep_store
+from experiments.sweep.cli import output_file
+from experiments.sweep.plan import (
     build_plan,
     config_hash,
     parameter_grid,
     parse_set,
     preset_names,
 )
-from experiments.sweep_store import StoredRun, liveness, read_runs_light, reconcile
+from experiments.sweep.store import StoredRun, liveness, read_runs_light, reconcile
 
 SWEEP = [sys.executable, "-m", "experiments.sweep"]
 DRY_RUN_BUDGET_SECONDS = 2.0
@@ -209,7 +210,7 @@ def test_dry_run_is_fast_and_imports_neither_tensorflow_nor_mlflow(tmp_path, rec
         [{"experiment": "toy", "grid": {"lr": [0.1, 0.5], "seed": [1, 2, 3]}}],
     )
     probe = (
-        "import sys; from experiments.sweep import main; code = main(sys.argv[1:]); "
+        "import sys; from experiments.sweep.cli import main; code = main(sys.argv[1:]); "
         "print('LOADED', sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'sklearn') "
         "if m in sys.modules)); sys.exit(code)"
     )
@@ -239,7 +240,7 @@ def test_dry_run_of_every_shipped_preset(preset):
     missing = [
         block["experiment"]
         for block in document["runs"]
-        if not (Path(sweep_plan.__file__).parent / f"{block['experiment']}.py").exists()
+        if not (Path(sweep_plan.__file__).parents[1] / f"{block['experiment']}.py").exists()
     ]
     if missing:
         pytest.skip(f"experiments not written yet: {missing}")

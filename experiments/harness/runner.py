@@ -22,7 +22,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 
-from experiments.datasets import DataSplit
+from experiments.harness.datasets import DataSplit
 
 PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
 

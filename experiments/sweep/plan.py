@@ -10,7 +10,7 @@ A grid file is plain YAML, read with `yaml.safe_load` (no `!!python/...` tags):
     description: ...              # optional
     summary: course.csv           # optional; inside the output directory
     runs:
-      - experiment: initialization   # a name from experiments.registry
+      - experiment: initialization   # a name from experiments.harness.registry
         params: {iterations: 15000}  # fixed values
         grid: {init: [zeros, he], seed: [1, 2]}   # lists crossed: 4 configs
       - experiment: regularization
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import registry
-from experiments.cli import config_from_dict
+from experiments.harness import registry
+from experiments.harness.cli import config_from_dict
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "course"

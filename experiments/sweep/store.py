@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.sweep_plan import Plan, PlannedConfig
+from experiments.sweep.plan import Plan, PlannedConfig
 
 PARENT_TAG = "mlflow.parentRunId"
 DEAD, ALIVE, UNKNOWN = "dead", "alive", "unknown"

@@ -12,7 +12,7 @@ ones; `--force` re-runs everything.
     python -m experiments.sweep --grid my_grid.yaml --set seed=1,2,3 --experiment toy
     python -m experiments.sweep --backend ray --ray-address HEAD:6379   # on a Ray cluster
 
-A grid file (YAML; see experiments/presets/ and experiments/sweep_plan.py):
+A grid file (YAML; see experiments/sweep/presets/ and experiments/sweep/plan.py):
 
     name: my-grid
     runs:
@@ -47,8 +47,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.cli import EXIT_INTERRUPTED, _fail, _OneLineParser, _unrecognized_message
-from experiments.sweep_plan import (
+from experiments.harness.cli import EXIT_INTERRUPTED, _fail, _OneLineParser, _unrecognized_message
+from experiments.sweep import store
+from experiments.sweep.plan import (
     DEFAULT_PRESET,
     Plan,
     PlannedConfig,
@@ -57,7 +58,7 @@ from experiments.sweep_plan import (
     plan_from_args,
     preset_names,
 )
-from experiments.sweep_store import (
+from experiments.sweep.store import (
     StoredRun,
     SweepState,
     read_runs_light,
@@ -256,9 +257,7 @@ def dry_run(plan: Plan, uri: str | None) -> int:
     names = [plan.experiment_name, *_topic_experiments(plan)]
     runs = read_runs_light(uri, names)
     if runs is None:  # not a sqlite store: MLflow's client it is (a few seconds)
-        from experiments.sweep_store import client_for, read_runs_client
-
-        runs = read_runs_client(client_for(uri), names)
+        runs = store.read_runs_client(store.client_for(uri), names)
     state = reconcile(plan, runs)
     done = sum(1 for c in plan.configs if c.config_hash in state.finished)
     out = sys.stdout
@@ -300,7 +299,7 @@ def _pairs(params: Mapping) -> str:
 
 def _topic_experiments(plan: Plan) -> list[str]:
     """Experiments whose `run` takes no `experiment=`: their children live under their own."""
-    from experiments.sweep_workers import accepts_experiment
+    from experiments.sweep.local_pool import accepts_experiment
 
     return [e for e in plan.experiments() if not accepts_experiment(load_experiment(e).run)]
 
@@ -331,7 +330,6 @@ class Sweep:
         # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the
         # progress bar; set the variable yourself to see them.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        from experiments import sweep_store
         from reg_callbacks.tracking import get_or_create_experiment
 
         try:
@@ -341,7 +339,7 @@ class Sweep:
         # The store and the experiment are created here, before any worker exists: MLflow's
         # SQLite store races when several processes create its tables at once.
         try:
-            self.client = sweep_store.client_for(self.uri)
+            self.client = store.client_for(self.uri)
             self.experiment_id = get_or_create_experiment(self.client, self.plan.experiment_name)
         except Exception as exc:  # MLflow wraps OS, SQL and HTTP errors in many types
             where = self.uri or "the default MLflow store"
@@ -365,13 +363,11 @@ class Sweep:
         return self._run_configs(todo)
 
     def _resume_state(self) -> SweepState:
-        from experiments import sweep_store
-
         names = [self.plan.experiment_name, *_topic_experiments(self.plan)]
-        state = reconcile(self.plan, sweep_store.read_runs_client(self.client, names))
+        state = reconcile(self.plan, store.read_runs_client(self.client, names))
         if state.live_parents:
             if not self.args.takeover or any(
-                sweep_store.liveness(p.tags) == sweep_store.ALIVE for p in state.live_parents
+                store.liveness(p.tags) == store.ALIVE for p in state.live_parents
             ):
                 raise SweepRefused(
                     _describe_live(self.plan, state.live_parents)
@@ -385,7 +381,7 @@ class Sweep:
             state.stale_parents += state.live_parents
             state.orphans += list(state.running.values())
         for parent in state.stale_parents:
-            sweep_store.terminate(
+            store.terminate(
                 self.client,
                 parent.run_id,
                 "KILLED",
@@ -393,18 +389,17 @@ class Sweep:
                 "closing this run; a later sweep resumed it",
             )
         for child in state.orphans:
-            sweep_store.terminate(
+            store.terminate(
                 self.client, child.run_id, "KILLED", "its sweep process ended while it ran"
             )
         return state
 
     def _run_configs(self, todo: list[PlannedConfig]) -> int:
-        from experiments import sweep_store
-        from experiments.sweep_workers import default_workers, threads_per_worker
+        from experiments.sweep.local_pool import default_workers, threads_per_worker
         from reg_callbacks.tracking import RunRecorder
 
         if self.args.backend == "ray":  # one CPU (and TensorFlow thread) per task
-            from experiments.sweep_ray import connect
+            from experiments.sweep.ray_pool import connect
 
             threads = 1
             try:
@@ -437,7 +432,7 @@ class Sweep:
             tags={
                 "sweep": self.plan.name,
                 "sweep.role": "parent",
-                **sweep_store.process_identity(),
+                **store.process_identity(),
             },
             description=self.plan.description or None,
             tracking_uri=self.uri,
@@ -467,7 +462,7 @@ class Sweep:
         return 0
 
     def _settings(self, threads: int, log_file: str):
-        from experiments.sweep_workers import WorkerSettings
+        from experiments.sweep.local_pool import WorkerSettings
 
         return WorkerSettings(
             tracking_uri=self.uri,
@@ -490,7 +485,7 @@ class Sweep:
             TimeRemainingColumn,
         )
 
-        from experiments.sweep_workers import WorkerPool
+        from experiments.sweep.local_pool import WorkerPool
 
         progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -527,7 +522,7 @@ class Sweep:
         try:
             with progress:
                 if self.args.backend == "ray":
-                    from experiments.sweep_ray import RayPool as WorkerPool  # noqa: N814
+                    from experiments.sweep.ray_pool import RayPool as WorkerPool  # noqa: N814
                 pool = WorkerPool(workers, settings, on_lost=self._close_lost_run)
                 return pool.run(todo, on_result=on_result, stop_level=self._stop_level)
         finally:
@@ -551,17 +546,12 @@ class Sweep:
 
     def _close_lost_run(self, config: PlannedConfig, status: str, reason: str) -> None:
         """A worker died running `config`: end its run (if it got one) with the reason."""
-        from experiments import sweep_store
-
-        run = sweep_store.find_child(
-            self.client, self._experiment_ids(), self.parent_run_id, config
-        )
+        run = store.find_child(self.client, self._experiment_ids(), self.parent_run_id, config)
         if run is not None and run.status == "RUNNING":
-            sweep_store.terminate(self.client, run.run_id, status, reason)
+            store.terminate(self.client, run.run_id, status, reason)
 
     def _close_running_children(self) -> None:
         """Children of this sweep still RUNNING (their worker was killed) end KILLED."""
-        from experiments import sweep_store
         from reg_callbacks.tracking import with_retries
 
         runs = with_retries(
@@ -572,9 +562,7 @@ class Sweep:
             max_results=1000,
         )
         for run in runs:
-            sweep_store.terminate(
-                self.client, run.info.run_id, "KILLED", "the sweep was interrupted"
-            )
+            store.terminate(self.client, run.info.run_id, "KILLED", "the sweep was interrupted")
 
     def _experiment_ids(self) -> list[str]:
         from reg_callbacks.tracking import with_retries
@@ -609,7 +597,7 @@ class Sweep:
         return [self.rows[c.index].record() for c in self.plan.configs if c.index in self.rows]
 
     def _log_parent(self, recorder, wall: float) -> None:
-        from experiments.sweep_plots import bias_variance_scatter, dev_error_by_param
+        from experiments.sweep.plots import bias_variance_scatter, dev_error_by_param
 
         records = self._records()
         counts = _counts(records)
@@ -756,7 +744,3 @@ def _number(value) -> str:
     if isinstance(value, int | float) and math.isfinite(value):
         return f"{value:.3f}"
     return ""
-
-
-if __name__ == "__main__":
-    sys.exit(main())

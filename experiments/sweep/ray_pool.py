@@ -17,14 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from experiments.sweep_plan import PlannedConfig
-from experiments.sweep_workers import (
+from experiments.sweep.local_pool import (
     GRACE_SECONDS,
     Result,
     WorkerSettings,
     run_config,
     settle_lost,
 )
+from experiments.sweep.plan import PlannedConfig
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 

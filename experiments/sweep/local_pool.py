@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from experiments.sweep_plan import PlannedConfig
+from experiments.sweep.plan import PlannedConfig
 
 SUMMARY_KEYS = (
     "run_id",
@@ -134,9 +134,9 @@ def worker_main(connection, settings: WorkerSettings) -> None:
 
 def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     """Run one config through its experiment's `run`; never raises (but for bugs here)."""
-    from experiments.cli import config_from_dict
-    from experiments.sweep_plan import load_experiment
-    from experiments.sweep_store import child_tags
+    from experiments.harness.cli import config_from_dict
+    from experiments.sweep.plan import load_experiment
+    from experiments.sweep.store import child_tags
     from reg_callbacks.tracking import tags_for_children_of
 
     started = time.perf_counter()
@@ -184,12 +184,12 @@ def table_values(summary: Mapping) -> dict:
 
 def _record(config, settings, run_id, error) -> str | None:
     """The config's run id; a FAILED run is created for a config that failed before its run."""
-    from experiments import sweep_store
+    from experiments.sweep import store
 
     if run_id is not None:
         return run_id
-    client = sweep_store.client_for(settings.tracking_uri)
-    found = sweep_store.find_child(
+    client = store.client_for(settings.tracking_uri)
+    found = store.find_child(
         client, _experiment_ids(client, settings, config), settings.parent_run_id, config
     )
     if found is not None:
@@ -202,7 +202,7 @@ def _record(config, settings, run_id, error) -> str | None:
         settings.sweep_experiment,
         run_name=f"{config.experiment} {config.label}".strip(),
         params=config.params,
-        tags=sweep_store.child_tags(settings.sweep_name, config),
+        tags=store.child_tags(settings.sweep_name, config),
         tracking_uri=settings.tracking_uri,
         parent_run_id=settings.parent_run_id,
     )
