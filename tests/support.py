@@ -42,6 +42,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]  # the checkout; subprocess tests put it on PYTHONPATH
+
 MARKER_ENV = "REG_CALLBACKS_TEST_SERVER"
 # For a head started here and its drivers (`ray_head` sets these for its block).
 # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read at `import ray`, makes Ray on Linux take 127.0.0.1

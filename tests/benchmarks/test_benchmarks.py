@@ -5,11 +5,11 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support import REPO
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_training.py"
+SCRIPT = REPO / "benchmarks" / "bench_training.py"
 VARIANTS = {"numpy", "fit", "train", "train+cb"}
 
 

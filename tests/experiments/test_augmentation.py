@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from support import REPO
 
 from experiments import augmentation
 from experiments.augmentation import Config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_augmentation_layers_change_images_only_in_training():

@@ -4,15 +4,13 @@ from real training on data with a known Bayes error (slow)."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import REPO
 
 from experiments.bias_variance import PRESETS, REGIMES, Config, run, settings
 from reg_callbacks.diagnosis import HIGH_BIAS, HIGH_BOTH, HIGH_VARIANCE, LOW_BOTH
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_settings_fill_the_preset_and_keep_overrides():

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from support import REPO
 
 from experiments.harness.cli import config_from_dict, main, parse_args, print_summary
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

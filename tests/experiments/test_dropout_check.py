@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from support import REPO
 
 from experiments import dropout_check
 from experiments.dropout_check import Config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("keep_prob", [0.5, 0.7, 0.86])

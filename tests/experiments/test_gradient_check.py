@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from support import REPO
 
 from experiments.gradient_check import COURSE, Config, course_test_case, numpy_cost, run
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_course_test_case_is_the_courses():

@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from support import REPO
 
 from experiments.gradients import (
     Config,
@@ -23,8 +23,6 @@ from experiments.gradients import (
     predicted_law,
     run,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("gain", [1.5, 0.5])

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from support import REPO
 
 from experiments import normalization
 from experiments.normalization import Config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_generated_features_have_the_stated_scales_and_bayes_error():

@@ -5,10 +5,10 @@ import dataclasses
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import REPO
 
 from experiments.recipe import (
     FIRST_L2,
@@ -23,7 +23,6 @@ from experiments.recipe import (
 )
 from reg_callbacks.diagnosis import HIGH_BIAS, LOW_BOTH, diagnose
 
-REPO = Path(__file__).resolve().parents[1]
 P = 0.1
 HIGH_BIAS_ONLY = diagnose(0.30, 0.31, P)
 HIGH_VARIANCE_ONLY = diagnose(0.05, 0.25, P)

@@ -6,16 +6,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from support import REPO
 
 from experiments import regularization
 from experiments.regularization import Config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def course_cost(weights, x, y, lambd, penalty="l2"):

@@ -6,11 +6,9 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import REPO
 
 
 @pytest.mark.slow
@@ -53,7 +51,7 @@ def test_same_config_and_seed_give_the_same_errors_twice():
 
 def python_sources():
     for folder in ("reg_callbacks", "experiments"):
-        yield from sorted((ROOT / folder).rglob("*.py"))
+        yield from sorted((REPO / folder).rglob("*.py"))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +66,7 @@ def python_sources():
 )
 def test_sources_avoid_unsafe_calls(pattern, why):
     offenders = [
-        f"{path.relative_to(ROOT)}:{number}"
+        f"{path.relative_to(REPO)}:{number}"
         for path in python_sources()
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if re.search(pattern, line) and not line.lstrip().startswith("#")
@@ -114,7 +112,7 @@ def test_a_failed_artifact_upload_is_one_line_and_a_failed_run(tmp_path, fault):
     result = subprocess.run(
         [*prefix, "sh", "-c", script.format(artifacts=artifacts, command=command)],
         cwd=tmp_path,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=300,

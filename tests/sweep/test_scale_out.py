@@ -19,7 +19,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from servers import (
+from support import (
+    REPO,
     leftover_processes,
     mlflow_api,
     mlflow_server,
@@ -30,7 +31,6 @@ from servers import (
     search_runs,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SWEEP = "ray-toy"
 GRID = {
     "name": SWEEP,
@@ -195,7 +195,7 @@ def test_dry_run_with_the_ray_backend_does_not_import_ray(tmp_path):
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert "16 configs, 0 already FINISHED, 16 to run" in result.stdout, result
     assert "ray imported: False exit 0" in result.stdout, result

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
-from servers import (
+from support import (
     kill_ray_worker,
     leftover_processes,
     mlflow_server,
