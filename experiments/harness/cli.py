@@ -27,6 +27,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from experiments.harness import quiet
+
 __all__ = ["build_parser", "config_from_dict", "main", "parse_args", "print_summary"]
 
 C = TypeVar("C")
@@ -366,7 +368,19 @@ def build_parser(config_cls: type, *, prog: str | None = None) -> argparse.Argum
         action="store_true",
         help="on an input error, show the full traceback instead of one line",
     )
+    if "--verbose" not in parser._option_string_actions:  # a Config field may be `verbose`
+        add_verbose_flag(parser)
     return parser
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(_verbose=False)
+    parser.add_argument(
+        "--verbose",
+        dest="_verbose",
+        action="store_true",
+        help=f"show TensorFlow's and MLflow's INFO logs (or set {quiet.VERBOSE_VARIABLE}=1)",
+    )
 
 
 def parse_args(
@@ -387,13 +401,13 @@ def parse_args(
         SystemExit: code 2 after one line on stderr for argparse errors (unknown flag,
             missing value); code 0 after `--help`.
     """
-    cfg, tracking_uri, _ = _parse(config_cls, argv, prog)
+    cfg, tracking_uri, _, _ = _parse(config_cls, argv, prog)
     return cfg, tracking_uri
 
 
 def _parse(
     config_cls: type[C], argv: list[str] | None, prog: str | None
-) -> tuple[C, str | None, bool]:
+) -> tuple[C, str | None, bool, bool]:
     parser = build_parser(config_cls, prog=prog)
     namespace, extras = parser.parse_known_args(argv)
     if extras:
@@ -401,7 +415,8 @@ def _parse(
     given = vars(namespace)
     tracking_uri = given.pop("_tracking_uri")
     show_traceback = given.pop("_traceback")
-    return config_from_dict(config_cls, given), tracking_uri, show_traceback
+    verbose = given.pop("_verbose", False)
+    return config_from_dict(config_cls, given), tracking_uri, show_traceback, verbose
 
 
 def _unrecognized_message(extras: list[str], parser: argparse.ArgumentParser) -> str:
@@ -442,7 +457,9 @@ def main(
     """
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
-        cfg, tracking_uri, show_traceback = _parse(config_cls, argv, None)
+        cfg, tracking_uri, show_traceback, verbose = _parse(config_cls, argv, None)
+        quiet.quiet_logs(verbose)
+        quiet.import_tensorflow_quietly(verbose)
         summary = run_fn(cfg, tracking_uri=tracking_uri)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -47,7 +47,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.harness.cli import EXIT_INTERRUPTED, _fail, _OneLineParser, _unrecognized_message
+from experiments.harness import quiet
+from experiments.harness.cli import (
+    EXIT_INTERRUPTED,
+    _fail,
+    _OneLineParser,
+    _unrecognized_message,
+    add_verbose_flag,
+)
 from experiments.sweep import store
 from experiments.sweep.plan import (
     DEFAULT_PRESET,
@@ -195,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the same sweep looks RUNNING from another host: mark its runs KILLED and go on",
     )
+    add_verbose_flag(parser)
     return parser
 
 
@@ -328,8 +336,8 @@ class Sweep:
 
     def run(self) -> int:
         # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the
-        # progress bar; set the variable yourself to see them.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # progress bar; the workers' own output goes to their log file.
+        quiet.quiet_logs(self.args._verbose)
         from reg_callbacks.tracking import get_or_create_experiment
 
         try:
