@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experiments.harness.checks import in_range, layer_widths, positive
 from experiments.harness.cli import main
 from experiments.harness.datasets import DataSplit, digits
 from experiments.harness.runner import tracked_run
@@ -50,21 +51,12 @@ class Config:
 
     def __post_init__(self):
         for name in ("rotation", "shift", "zoom"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1); got {value}.")
+            in_range(self, name, 0, 1, "[)")
         if self.augment and not (self.rotation or self.shift or self.zoom):
             raise ValueError("augment needs at least one of rotation, shift, zoom > 0.")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be positive layer widths like 64; got {self.hidden}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}.")
-        if not 10 <= self.n_train <= 1787:
-            raise ValueError(f"n_train must be in [10, 1787]; got {self.n_train}.")
+        layer_widths(self)
+        positive(self, "learning_rate", "iterations", "batch_size")
+        in_range(self, "n_train", 10, 1787)
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -99,18 +91,15 @@ def build_model(cfg: Config, input_shape: tuple[int, ...], n_classes: int = 10):
     return model
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="augmentation") -> dict:
+def run(cfg: Config, **where) -> dict:
     data = make_data(cfg)
     model = build_model(cfg, data.input_shape)
     with tracked_run(
         cfg,
         data,
-        experiment=experiment,
         run_name=f"augmentation {'on' if cfg.augment else 'off'} n_train={cfg.n_train}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
         tags={"augment": str(cfg.augment).lower()},
+        **where,
     ) as tracked:
         tracked.train(
             model,

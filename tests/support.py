@@ -44,6 +44,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout; subprocess tests put it on PYTHONPATH
 
+
+def run_module(
+    module: str, *args: str, cwd=None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`python -m module args...` as a user runs it, with this checkout on PYTHONPATH."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 MARKER_ENV = "REG_CALLBACKS_TEST_SERVER"
 # For a head started here and its drivers (`ray_head` sets these for its block).
 # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read at `import ray`, makes Ray on Linux take 127.0.0.1

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from experiments.harness import quiet
+from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
 
 __all__ = ["build_parser", "config_from_dict", "main", "parse_args", "print_summary"]
 
@@ -458,6 +459,7 @@ def main(
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
         cfg, tracking_uri, show_traceback, verbose = _parse(config_cls, argv, None)
+        check_tracking_uri(resolve_tracking_uri(tracking_uri))
         quiet.quiet_logs(verbose)
         quiet.import_tensorflow_quietly(verbose)
         summary = run_fn(cfg, tracking_uri=tracking_uri)

@@ -1,17 +1,26 @@
-"""One tracked training run: the plumbing every experiment shares.
+"""One tracked training run: the plumbing every topic shares.
 
-An experiment builds its data and model, then:
+A topic loads its data and builds its model, then:
 
-    with tracked_run(cfg, data, experiment="regularization", run_name="regularization l2 λ=0.7",
-                     description=__doc__, tracking_uri=tracking_uri) as run:
-        run.train(model, iterations=cfg.iterations)
-        run.log_figure(decision_boundary(...), "decision_boundary.png")
-        return run.summary()
+    def run(cfg: Config, **where) -> dict:
+        data = make_data(cfg)
+        model = build_model(cfg, data.n_features)
+        with tracked_run(cfg, data, run_name=f"regularization {cfg.variant}", **where) as run:
+            run.train(model, iterations=cfg.iterations)
+            run.log_figure(decision_boundary(...), "decision_boundary.png")
+            return run.summary()
+
+`where` is where the run goes: `experiment` (default: the topic's name), `tracking_uri` and
+`parent_run_id`; the command line and the sweep pass them, a topic only hands them on. The
+run's description is the first paragraph of the topic's docstring, its params the config.
 
 `run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
 per-layer gradient norms with `GradientNormLogger`, MLflow recording), trains through the
 fast path, and records the diagnosis, gradient health, learning curve and gradient heatmap.
-Load and validate data *before* entering `tracked_run`, so bad input leaves no run behind.
+When an `EarlyStopping(restore_best_weights=True)` among the callbacks has put the best
+weights back, the diagnosis and the final cost are measured again on those weights.
+Load and validate data *before* entering `tracked_run`, so bad input leaves no run behind;
+a tracking store that cannot work is refused before the run opens, too.
 TensorFlow is imported only when a run starts.
 """
 
@@ -19,12 +28,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from experiments.harness.datasets import DataSplit
+from experiments.harness.tracking_store import check_tracking_uri
+
+if TYPE_CHECKING:
+    from experiments.harness.datasets import DataSplit
 
 PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
+# The diagnosis's numbers, in the order summaries, tables and CSV files show them.
+DIAGNOSIS_NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
+# What the sweep reads from a topic's summary for its table.
+SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 
 
 class TrackedRun:
@@ -37,6 +56,7 @@ class TrackedRun:
         self.bias_variance = None
         self.gradients = None
         self.history = None
+        self.early_stopping: dict = {}  # stopped/best interval and iteration, restored cost
         self._started = time.perf_counter()
 
     @property
@@ -87,9 +107,20 @@ class TrackedRun:
                 shuffle_seed=seed,
                 jit_compile=jit_compile,
             )
+            self._rediagnose_restored(model, callbacks, log_every)
         finally:
             self._record_training(log_every)
         return self.history
+
+    def _rediagnose_restored(self, model, callbacks, log_every: int) -> None:
+        """After Keras put an `EarlyStopping`'s best weights back, measure those weights."""
+        restored = restored_best(model, callbacks, self.data, self.bayes_error, log_every)
+        if restored is None:
+            return
+        self.bias_variance.diagnosis, self.early_stopping = restored
+        self.recorder.log_final(self.early_stopping)
+        stopped = "stopped" if self.early_stopping["stopped_epoch"] else "ran to the end"
+        self.recorder.set_tags({"early_stopping": stopped})
 
     def _record_training(self, log_every: int) -> None:
         from reg_callbacks import plots
@@ -145,10 +176,53 @@ class TrackedRun:
             summary["final_cost"] = self.history.history["loss"][-1]
         if self.gradients is not None and self.gradients.health is not None:
             summary["gradient_health"] = self.gradients.health
+        summary.update(self.early_stopping)
         summary.update(extra)
         summary["seconds"] = round(time.perf_counter() - self._started, 3)
         self.recorder.log_dict(summary, "summary.json")
         return summary
+
+
+def restored_best(model, callbacks, data: DataSplit, bayes_error: float, log_every: int):
+    """(diagnosis, numbers) of the weights an `EarlyStopping(restore_best_weights=True)` in
+    `callbacks` put back at the end of training; None if there is none.
+
+    The numbers are its stopped and best interval (1-based; stopped 0 if it ran to the end),
+    the same in iterations, and `final_cost`, the restored weights' training cost (the run's
+    last logged cost is the stopped weights').
+    """
+    import keras
+
+    from reg_callbacks import classification_error, diagnose
+
+    stopper = next(
+        (
+            c
+            for c in callbacks
+            if isinstance(c, keras.callbacks.EarlyStopping)
+            and c.restore_best_weights
+            and c.best_weights is not None
+        ),
+        None,
+    )
+    if stopper is None:
+        return None
+    stopped = stopper.stopped_epoch > 0
+    train_error, dev_error = (
+        classification_error(y, model.predict_on_batch(x))
+        for x, y in ((data.x_train, data.y_train), (data.x_dev, data.y_dev))
+    )
+    cost = model.evaluate(
+        data.x_train, data.y_train, batch_size=len(data.x_train), verbose=0, return_dict=True
+    )["loss"]
+    numbers = {
+        "stopped_epoch": stopper.stopped_epoch + 1 if stopped else 0,
+        "best_epoch": stopper.best_epoch + 1,
+        "stopped_iteration": (stopper.stopped_epoch + 1) * log_every if stopped else 0,
+        "best_iteration": (stopper.best_epoch + 1) * log_every,
+        "final_cost": float(cost),
+    }
+    return diagnose(train_error, dev_error, bayes_error), numbers
 
 
 @contextlib.contextmanager
@@ -156,41 +230,65 @@ def tracked_run(
     cfg,
     data: DataSplit,
     *,
-    experiment: str,
     run_name: str,
-    description: str | None = None,
-    tracking_uri: str | None = None,
-    parent_run_id: str | None = None,
     bayes_error: float | None = None,
     tags: Mapping[str, str] | None = None,
+    **where,
 ) -> Iterator[TrackedRun]:
     """Open an MLflow run for `cfg` on `data`; FINISHED on success, FAILED if the block raises.
 
     Args:
-        cfg: The experiment's Config dataclass; every field becomes a param.
+        cfg: The topic's Config dataclass; every field becomes a param.
         data: Validated data (load it before calling this).
-        experiment: MLflow experiment name (one per topic).
         run_name: What the run is, for the runs table ("regularization l2 λ=0.7").
-        description: The experiment's claim, shown on the run page.
         bayes_error: Defaults to the data's known Bayes error, else 0.
+        tags: Extra tags (the topic's own).
+        **where: `experiment`, `tracking_uri`, `parent_run_id`; see the module docstring.
     """
+    bayes = bayes_error if bayes_error is not None else (data.bayes_error or 0.0)
+    tags = {"data_source": data.source, "data_hash": data.fingerprint(), **(tags or {})}
+    with parent_run(cfg, run_name=run_name, tags=tags, **where) as recorder:
+        yield TrackedRun(recorder, data, bayes)
+
+
+def parent_run(
+    cfg,
+    *,
+    run_name: str,
+    tags: Mapping[str, object] | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+):
+    """A `RunRecorder` for `cfg` without data: the parent of a topic's child runs.
+
+    Same arguments as `tracked_run`; its children get `parent_run_id=recorder.run_id`.
+    """
+    import mlflow
+
     from reg_callbacks import RunRecorder
 
-    bayes = bayes_error if bayes_error is not None else (data.bayes_error or 0.0)
-    recorder = RunRecorder(
+    check_tracking_uri(tracking_uri or mlflow.get_tracking_uri())
+    topic, description = topic_of(cfg)
+    experiment = experiment or topic
+    return RunRecorder(
         experiment,
         run_name=run_name,
         params=dataclasses.asdict(cfg),
-        tags={
-            "experiment": experiment,
-            "data_source": data.source,
-            "data_hash": data.fingerprint(),
-            **(tags or {}),
-        },
+        tags={"experiment": experiment, **(tags or {})},
         description=description,
         experiment_description=description,
         tracking_uri=tracking_uri,
         parent_run_id=parent_run_id,
     )
-    with recorder:
-        yield TrackedRun(recorder, data, bayes)
+
+
+def topic_of(cfg) -> tuple[str, str | None]:
+    """The topic that defines `cfg`'s class: its name and its claim (first paragraph)."""
+    module = sys.modules.get(type(cfg).__module__)
+    name = type(cfg).__module__
+    if name == "__main__":
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None else name
+    doc = inspect.cleandoc(getattr(module, "__doc__", None) or "")
+    return name.rpartition(".")[2], doc.split("\n\n")[0] or None

@@ -3,7 +3,7 @@
 A fresh Python process that imports TensorFlow costs ~6.5 s against 0.2-1 s of training for
 a course config, so each worker imports TensorFlow and MLflow once and then runs configs
 until the queue is empty. The pool is a few lines over `multiprocessing` (spawn) with one
-pipe per worker rather than `ProcessPoolExecutor` or joblib's loky: those mark the whole
+pipe per worker rather than `ProcessPoolExecutor` or loky: those mark the whole
 pool broken when one worker dies (an out-of-memory kill, `kill -9`) and terminate the
 others mid-run, and neither says which config a worker was running. Here the sweep knows
 each worker's config, so a dead worker costs only its own config (marked FAILED in the
@@ -18,7 +18,6 @@ sweep leaves no orphan still writing runs that a resumed sweep would run a secon
 from __future__ import annotations
 
 import contextlib
-import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -26,85 +25,10 @@ import signal
 import sys
 import threading
 import time
-import traceback
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from experiments.sweep.plan import PlannedConfig
-
-SUMMARY_KEYS = (
-    "run_id",
-    "train_error",
-    "dev_error",
-    "avoidable_bias",
-    "variance",
-    "label",
-    "gradient_health",
-)
-MAX_ATTEMPTS = 2  # a config whose worker dies is run once more, then left FAILED
-GRACE_SECONDS = 60.0  # after Ctrl-C, how long running configs get to end KILLED on their own
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    tracking_uri: str | None
-    parent_run_id: str
-    sweep_name: str
-    sweep_experiment: str  # MLflow experiment of the sweep, "sweep-<name>"
-    sweep_experiment_id: str
-    threads: int
-    log_file: str | None = None
-
-
-@dataclass
-class Result:
-    config: PlannedConfig
-    status: str  # FINISHED, FAILED or KILLED
-    seconds: float = 0.0
-    reason: str = ""
-    summary: dict = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str | None:
-        return self.summary.get("run_id")
-
-
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    return max(1, (cores or cpu_count()) // max(1, workers))
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def default_workers(bytes_per_worker: float = 1.5e9) -> int:
-    """min(CPU count, available memory / 1.5 GB), at least 1."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        memory = int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        try:
-            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return cpu_count()
-    return max(1, min(cpu_count(), int(memory // bytes_per_worker)))
-
-
-def accepts_experiment(run_fn: Callable) -> bool:
-    """Whether an experiment's `run` takes `experiment=` (so children land in the sweep's)."""
-    try:
-        parameters = inspect.signature(run_fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == "experiment" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
-
+from experiments.sweep.pool import GRACE_SECONDS, OnLost, Pool
+from experiments.sweep.worker import Result, WorkerSettings, run_config
 
 # ---------------------------------------------------------------------------------------------
 # Inside a worker
@@ -130,95 +54,6 @@ def worker_main(connection, settings: WorkerSettings) -> None:
                 return
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         return
-
-
-def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
-    """Run one config through its experiment's `run`; never raises (but for bugs here)."""
-    from experiments.harness.cli import config_from_dict
-    from experiments.sweep.plan import load_experiment
-    from experiments.sweep.store import child_tags
-    from reg_callbacks.tracking import tags_for_children_of
-
-    started = time.perf_counter()
-    status, reason, summary = "FINISHED", "", {}
-    module = load_experiment(config.experiment)
-    kwargs = {"tracking_uri": settings.tracking_uri, "parent_run_id": settings.parent_run_id}
-    if accepts_experiment(module.run):
-        kwargs["experiment"] = settings.sweep_experiment
-    error: BaseException | None = None
-    if "keras" in sys.modules:
-        # Keras numbers auto-named layers per process; restart the count so that every run
-        # of a topic logs the same grad_norm/<layer> keys, whichever worker ran it before.
-        sys.modules["keras"].utils.clear_session()
-    try:
-        cfg = config_from_dict(module.Config, config.params, name=config.experiment)
-        with tags_for_children_of(settings.parent_run_id, child_tags(settings.sweep_name, config)):
-            summary = dict(module.run(cfg, **kwargs) or {})
-    except KeyboardInterrupt as exc:
-        status, reason, error = "KILLED", "interrupted (Ctrl-C)", exc
-    except Exception as exc:
-        status, reason, error = "FAILED", f"{type(exc).__name__}: {exc}", exc
-        traceback.print_exc()
-    seconds = time.perf_counter() - started
-    summary = table_values(summary)
-    try:
-        summary["run_id"] = _record(config, settings, summary.get("run_id"), error)
-    except Exception:  # the store is down: the result still reaches the table and the CSV
-        traceback.print_exc()
-    return Result(config, status, round(seconds, 3), " ".join(reason.split()), summary)
-
-
-def table_values(summary: Mapping) -> dict:
-    """The summary's numbers for the sweep's table.
-
-    An experiment that trains one nested child per config (e.g. `gradients` with one init)
-    reports it under a key; its numbers stand for the config's.
-    """
-    values = {key: summary[key] for key in SUMMARY_KEYS if key in summary}
-    if "train_error" not in values:
-        nested = [v for v in summary.values() if isinstance(v, Mapping) and "train_error" in v]
-        if len(nested) == 1:
-            values.update({k: nested[0][k] for k in SUMMARY_KEYS[1:] if k in nested[0]})
-    return values
-
-
-def _record(config, settings, run_id, error) -> str | None:
-    """The config's run id; a FAILED run is created for a config that failed before its run."""
-    from experiments.sweep import store
-
-    if run_id is not None:
-        return run_id
-    client = store.client_for(settings.tracking_uri)
-    found = store.find_child(
-        client, _experiment_ids(client, settings, config), settings.parent_run_id, config
-    )
-    if found is not None:
-        return found.run_id
-    if error is None or isinstance(error, KeyboardInterrupt):
-        return None
-    from reg_callbacks.tracking import RunRecorder
-
-    recorder = RunRecorder(
-        settings.sweep_experiment,
-        run_name=f"{config.experiment} {config.label}".strip(),
-        params=config.params,
-        tags=store.child_tags(settings.sweep_name, config),
-        tracking_uri=settings.tracking_uri,
-        parent_run_id=settings.parent_run_id,
-    )
-    recorder.__enter__()
-    recorder.__exit__(type(error), error, None)  # FAILED with failure_reason
-    return recorder.run_id
-
-
-def _experiment_ids(client, settings: WorkerSettings, config: PlannedConfig) -> list[str]:
-    from reg_callbacks.tracking import with_retries
-
-    ids = [settings.sweep_experiment_id]
-    topic = with_retries(client.get_experiment_by_name, config.experiment)
-    if topic is not None:
-        ids.append(topic.experiment_id)
-    return ids
 
 
 def _warm_up(threads: int) -> None:
@@ -304,25 +139,11 @@ class _Worker:
         self.started = time.perf_counter()
 
 
-def settle_lost(config, status, reason, retry, started, queue, attempts, on_result) -> None:
-    """A config whose worker was lost: queued again if `retry` and it has attempts left
-    (`MAX_ATTEMPTS` in all), else reported with `status` and `reason`."""
-    attempts[config.index] = attempts.get(config.index, 0) + 1
-    if retry and attempts[config.index] < MAX_ATTEMPTS:
-        queue.appendleft(config)
-    else:
-        on_result(Result(config, status, round(time.perf_counter() - started, 3), reason))
+class LocalPool(Pool):
+    """`size` worker processes that run `PlannedConfig`s; see the module docstring and `Pool`.
 
-
-class WorkerPool:
-    """`size` worker processes that run `PlannedConfig`s; see the module docstring.
-
-    Args:
-        size: Number of workers.
-        settings: What every worker needs (tracking URI, parent run, threads).
-        on_lost: Called as `on_lost(config, status, reason)` when a worker dies (or is
-            killed after the grace period) while running `config`, before any retry; the
-            sweep uses it to close that config's run in the store.
+    A worker that dies is replaced; one that keeps dying before it runs anything stops the
+    sweep (RuntimeError) rather than being respawned forever.
     """
 
     def __init__(
@@ -330,13 +151,10 @@ class WorkerPool:
         size: int,
         settings: WorkerSettings,
         *,
-        on_lost: Callable[[PlannedConfig, str, str], None] = lambda *args: None,
+        on_lost: OnLost = lambda *args: None,
         grace_seconds: float = GRACE_SECONDS,
     ):
-        self.size = size
-        self.settings = settings
-        self.on_lost = on_lost
-        self.grace_seconds = grace_seconds
+        super().__init__(size, settings, on_lost=on_lost, grace_seconds=grace_seconds)
         self._context = multiprocessing.get_context("spawn")
         self._spawned = 0
         self._deaths_at_start = 0
@@ -346,46 +164,22 @@ class WorkerPool:
         self._spawned += 1
         return _Worker(self._context, self.settings, self._spawned)
 
-    def run(
-        self,
-        configs: Iterable[PlannedConfig],
-        *,
-        on_result: Callable[[Result], None],
-        stop_level: Callable[[], int] = lambda: 0,
-        poll_seconds: float = 0.2,
-    ) -> list[PlannedConfig]:
-        """Run the configs; returns the ones never started (after a stop).
-
-        `stop_level()` is polled: 0 goes on; 1 stops dispatching and interrupts running
-        configs (they end KILLED); 2, or the grace period passing, kills their workers.
-        """
-        queue = deque(configs)
-        attempts: dict[int, int] = {}
-        interrupted_at = None
-        while True:
-            stop = stop_level()
-            if stop and interrupted_at is None:
-                interrupted_at = time.monotonic()
-                for worker in self._busy():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(worker.process.pid, signal.SIGINT)
-            if stop and (stop >= 2 or time.monotonic() - interrupted_at > self.grace_seconds):
-                for worker in self._busy():
-                    worker.process.kill()
-            if not stop:
-                self._dispatch(queue)
-            busy = self._busy()
-            if not busy and (stop or not queue):
-                return list(queue)
-            waitables = [w.connection for w in busy] + [w.process.sentinel for w in busy]
-            multiprocessing.connection.wait(waitables, timeout=poll_seconds)
-            for worker in busy:
-                self._collect(worker, queue, attempts, on_result, stopping=bool(stop))
-
     def _busy(self) -> list[_Worker]:
         return [w for w in self.workers if w.config is not None]
 
-    def _dispatch(self, queue: deque) -> None:
+    def _has_running(self) -> bool:
+        return bool(self._busy())
+
+    def _interrupt_running(self) -> None:
+        for worker in self._busy():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.process.pid, signal.SIGINT)
+
+    def _kill_running(self) -> None:
+        for worker in self._busy():
+            worker.process.kill()
+
+    def _dispatch(self, queue) -> None:
         for i, worker in enumerate(self.workers):
             if not queue:
                 return
@@ -402,7 +196,14 @@ class WorkerPool:
                 continue
             queue.popleft()
 
-    def _collect(self, worker, queue, attempts, on_result, *, stopping: bool) -> None:
+    def _collect(self, poll_seconds: float, *, stopping: bool) -> None:
+        busy = self._busy()
+        waitables = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+        multiprocessing.connection.wait(waitables, timeout=poll_seconds)
+        for worker in busy:
+            self._collect_one(worker, stopping=stopping)
+
+    def _collect_one(self, worker: _Worker, *, stopping: bool) -> None:
         result = None
         try:
             if worker.connection.poll():
@@ -411,7 +212,7 @@ class WorkerPool:
             result = None
         if result is not None:
             worker.config = None
-            on_result(result)
+            self._on_result(result)
             return
         if worker.process.is_alive():
             return
@@ -420,9 +221,7 @@ class WorkerPool:
         worker.process.join(timeout=1)
         status = "KILLED" if stopping else "FAILED"
         reason = f"worker process died ({_describe_exit(worker.process.exitcode)})"
-        self.on_lost(config, status, reason)
-        retry = not stopping
-        settle_lost(config, status, reason, retry, worker.started, queue, attempts, on_result)
+        self._lost(config, status, reason, retry=not stopping, started=worker.started)
         if not stopping:
             self._replace(self.workers.index(worker), had_config=True)
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.harness.tracking_store import sqlite_path
 from experiments.sweep.plan import Plan, PlannedConfig
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -51,31 +52,6 @@ class StoredRun:
     @property
     def parent_id(self) -> str | None:
         return self.tags.get(PARENT_TAG)
-
-
-# ---------------------------------------------------------------------------------------------
-# Where the store is
-
-
-def resolve_tracking_uri(explicit: str | None = None) -> str | None:
-    """`--tracking-uri`, else `$MLFLOW_TRACKING_URI`, else MLflow's default `sqlite:///mlflow.db`.
-
-    Returns None when MLflow itself must decide (an old `./mlruns` file store is present).
-    """
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    if any(Path("mlruns").glob("[0-9]*/meta.yaml")):
-        return None
-    return f"sqlite:///{os.path.abspath('mlflow.db')}"
-
-
-def sqlite_path(uri: str | None) -> str | None:
-    """The database file of a `sqlite:///...` URI (relative or absolute), else None."""
-    if not uri or not uri.startswith("sqlite:///"):
-        return None
-    path = urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0])
-    return None if path in ("", ":memory:") else path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +266,18 @@ def reconcile(
 # Writing (MLflow imported here, in the real sweep and in workers only)
 
 
+def open_store(uri: str | None, experiment_name: str):
+    """(client, experiment id), the experiment created if new; SweepRefused if it fails."""
+    from reg_callbacks.tracking import get_or_create_experiment
+
+    try:
+        client = client_for(uri)
+        return client, get_or_create_experiment(client, experiment_name)
+    except Exception as exc:  # MLflow wraps OS, SQL and HTTP errors in many types
+        where = uri or "the default MLflow store"
+        raise SweepRefused(f"cannot open the MLflow store {where}: {exc}") from None
+
+
 def client_for(uri: str | None):
     from mlflow.tracking import MlflowClient
 
@@ -329,3 +317,66 @@ def find_child(
         order_by=["attributes.start_time DESC"],
     )
     return _stored(page[0]) if page else None
+
+
+def close_running_children(client, experiment_ids: Sequence[str], parent_run_id: str) -> None:
+    """Children of `parent_run_id` still RUNNING (their worker was killed) end KILLED."""
+    from reg_callbacks.tracking import with_retries
+
+    runs = with_retries(
+        client.search_runs,
+        list(experiment_ids),
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' AND attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    for run in runs:
+        terminate(client, run.info.run_id, "KILLED", "the sweep was interrupted")
+
+
+def experiment_ids(client, names: Sequence[str]) -> list[str]:
+    """The ids of the named MLflow experiments that exist."""
+    from reg_callbacks.tracking import with_retries
+
+    found = (with_retries(client.get_experiment_by_name, name) for name in names)
+    return [experiment.experiment_id for experiment in found if experiment is not None]
+
+
+def describe_live(plan: Plan, parents: Sequence[StoredRun]) -> str:
+    parent = parents[0]
+    return (
+        f"sweep {plan.name!r} is already running: parent run {parent.run_id} (pid "
+        f"{parent.tags.get('sweep.pid', '?')} on {parent.tags.get('sweep.host', '?')})"
+    )
+
+
+class SweepRefused(ValueError):
+    """The store says this sweep cannot start (e.g. the same sweep is running elsewhere)."""
+
+
+def resume(
+    client, plan: Plan, experiment_names: Sequence[str], *, takeover: bool = False
+) -> dict[str, StoredRun]:
+    """Close what dead sweep processes left RUNNING; returns config hash -> FINISHED run.
+
+    Raises:
+        SweepRefused: the same sweep is running (alive here, or on another host without
+            `takeover`).
+    """
+    state = reconcile(plan, read_runs_client(client, experiment_names))
+    if state.live_parents:
+        if not takeover or any(liveness(p.tags) == ALIVE for p in state.live_parents):
+            hint = "" if takeover else " If it ran on another host and is gone, add --takeover."
+            raise SweepRefused(
+                describe_live(plan, state.live_parents)
+                + "; wait for it to end (or stop it), then run this again."
+                + hint
+            )
+        state.stale_parents += state.live_parents
+        state.orphans += list(state.running.values())
+    for parent in state.stale_parents:
+        pid = parent.tags.get("sweep.pid", "?")
+        reason = f"the sweep process (pid {pid}) ended without closing this run; resumed later"
+        terminate(client, parent.run_id, "KILLED", reason)
+    for child in state.orphans:
+        terminate(client, child.run_id, "KILLED", "its sweep process ended while it ran")
+    return state.finished

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import mlflow
 import numpy as np
 import pytest
-from support import REPO
+from support import run_module
 
 from experiments import augmentation
 from experiments.augmentation import Config
@@ -72,10 +68,8 @@ def test_augmentation_lowers_the_dev_error():
 
 @pytest.mark.slow
 def test_cli_help_and_bad_flag():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "experiments.augmentation"]
-    shown = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True)
+    shown = run_module("experiments.augmentation", "--help")
     assert shown.returncode == 0 and "--augment, --no-augment" in shown.stdout
-    bad = subprocess.run([*command, "--zoom", "2"], env=env, capture_output=True, text=True)
+    bad = run_module("experiments.augmentation", "--zoom", "2")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: zoom must be in [0, 1); got 2.0."

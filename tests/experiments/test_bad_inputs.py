@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,50 @@ def test_bad_input_is_one_line_exit_2_and_nothing_stored(tmp_path, command, word
     if store.exists():
         with sqlite3.connect(store) as db:
             assert db.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+STORES = {  # a tracking store a new user might name, which cannot work
+    "not a database": ("sqlite:///notes.db", "not an SQLite database"),
+    "unknown scheme": ("foo://x", "unknown tracking URI scheme 'foo'"),
+    "a directory": ("sqlite:///folder", "is a directory"),
+}
+
+
+def write_bad_stores(folder: Path) -> None:
+    (folder / "notes.db").write_text("my notes\n")
+    (folder / "folder").mkdir()
+
+
+@pytest.mark.parametrize("command", ["experiments.toy", "experiments.sweep"])
+@pytest.mark.parametrize("store", STORES)
+def test_a_store_that_cannot_work_is_refused_at_once(tmp_path, command, store):
+    uri, words = STORES[store]
+    write_bad_stores(tmp_path)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", command, "--tracking-uri", uri],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - started
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert words in result.stderr
+    assert seconds < 10  # before TensorFlow or MLflow is imported; a directory took ~105 s
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.db"]
+    assert (tmp_path / "notes.db").read_text() == "my notes\n"
+
+
+def test_the_library_refuses_a_store_that_cannot_work_before_a_run(tmp_path):
+    from experiments import toy
+
+    write_bad_stores(tmp_path)
+    for uri, words in STORES.values():
+        with pytest.raises(ValueError, match=words):
+            toy.run(toy.Config(model="centroid"), tracking_uri=uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.db"]
 
 
 @pytest.mark.parametrize(

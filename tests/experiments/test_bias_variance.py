@@ -1,13 +1,12 @@
 """experiments.bias_variance: presets and validation (tier 1), the CLI, and the four labels
 from real training on data with a known Bayes error (slow)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO
+from support import REPO, run_module
 
 from experiments.bias_variance import PRESETS, REGIMES, Config, run, settings
 from reg_callbacks.diagnosis import HIGH_BIAS, HIGH_BOTH, HIGH_VARIANCE, LOW_BOTH
@@ -38,14 +37,7 @@ def test_bad_config_names_the_field(values, message):
 
 
 def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.bias_variance", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("experiments.bias_variance", *args, cwd=cwd, timeout=120)
 
 
 def test_cli_help_and_a_bad_value_create_no_run(tmp_path, mlflow_store):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import mlflow
 import numpy as np
 import pytest
-from support import REPO
+from support import run_module
 
 from experiments import dropout_check
 from experiments.dropout_check import Config
@@ -54,10 +50,8 @@ def test_run_records_the_measurements_in_mlflow():
 
 @pytest.mark.slow
 def test_cli_help_and_bad_flag():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "experiments.dropout_check"]
-    shown = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True)
+    shown = run_module("experiments.dropout_check", "--help")
     assert shown.returncode == 0 and "--keep-prob FLOAT" in shown.stdout
-    bad = subprocess.run([*command, "--keep-prob", "0"], env=env, capture_output=True, text=True)
+    bad = run_module("experiments.dropout_check", "--keep-prob", "0")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: keep_prob must be in (0, 1]; got 0.0."

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO
+from support import REPO, run_module
 
 from experiments.gradients import (
     Config,
@@ -82,7 +82,7 @@ def test_bisection_and_depth_grid():
         ({"inits": ("he", "he")}, "inits must not repeat an init"),
         ({"activation": "sigmoid"}, "activation must be one of relu, tanh, linear; got 'sigmoid'."),
         ({"gains": (1.5, 0.0)}, "gains must be finite numbers > 0"),
-        ({"depth": 0}, "depth must be in 1..200; got 0."),
+        ({"depth": 0}, "depth must be in [1, 200]; got 0."),
         ({"part": "both"}, "part must be one of all, law, training; got 'both'."),
     ],
 )
@@ -148,14 +148,7 @@ def test_bad_init_vanishes_he_is_healthy_and_mlflow_has_it(mlflow_store):
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.gradients", *args],
-        cwd=cwd,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("experiments.gradients", *args, cwd=cwd, timeout=300)
 
 
 def test_cli_help_and_bad_input(tmp_path):

@@ -5,13 +5,11 @@ Claims (course numbers, train/dev accuracy): zeros 0.50/0.50 and He 0.993/0.96 (
 accuracy spreads over seeds, always below He's.
 """
 
-import os
 import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO
+from support import run_module
 
 from experiments.initialization import Config, run
 
@@ -77,14 +75,7 @@ def test_random_init_spreads_over_seeds_below_he(mlflow_store):
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.initialization", *args],
-        cwd=cwd,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("experiments.initialization", *args, cwd=cwd, timeout=300)
 
 
 def test_cli_help_and_bad_init(tmp_path):

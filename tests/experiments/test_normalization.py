@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import mlflow
 import numpy as np
 import pytest
-from support import REPO
+from support import run_module
 
 from experiments import normalization
 from experiments.normalization import Config
@@ -57,7 +53,7 @@ def test_config_validation():
         Config(scale=0.5)
     with pytest.raises(ValueError, match=r"^flip_prob must be in \[0, 0.5\); got 0.5.$"):
         Config(flip_prob=0.5)
-    with pytest.raises(ValueError, match=r"^learning_rate must be > 0 or none; got -1.0.$"):
+    with pytest.raises(ValueError, match=r"^learning_rate must be > 0 \(or None\); got -1.0.$"):
         Config(learning_rate=-1.0)
 
 
@@ -89,10 +85,8 @@ def test_milder_scale_raw_gets_there_hundreds_of_times_slower():
 
 @pytest.mark.slow
 def test_cli_help_and_bad_flag():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "experiments.normalization"]
-    shown = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True)
+    shown = run_module("experiments.normalization", "--help")
     assert shown.returncode == 0 and "--target-cost FLOAT" in shown.stdout
-    bad = subprocess.run([*command, "--scale", "0"], env=env, capture_output=True, text=True)
+    bad = run_module("experiments.normalization", "--scale", "0")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: scale must be >= 1; got 0.0."

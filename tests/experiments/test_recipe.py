@@ -2,13 +2,10 @@
 recipe reaching "low bias & low variance" from both bad starts, read back from MLflow (slow)."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
-from support import REPO
+from support import run_module
 
 from experiments.recipe import (
     FIRST_L2,
@@ -67,7 +64,7 @@ def test_variance_more_data_then_regularization():
     ("values", "message"),
     [
         ({"start": "great"}, "start must be one of underfit, overfit; got 'great'."),
-        ({"width": 0}, "width must be a positive integer"),
+        ({"width": 0}, "width must be >= 1 (or None); got 0."),
         ({"width": 1000}, f"width must be <= {MAX_WIDTH}"),
         ({"target_bias": 0}, "target_bias must be in (0, 1]; got 0."),
         ({"target_bias": 0.005, "target_variance": 0.005}, "below the dev-error noise"),
@@ -85,14 +82,7 @@ def test_a_tight_target_is_allowed_when_the_bayes_error_is_zero():
 
 
 def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.recipe", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("experiments.recipe", *args, cwd=cwd, timeout=120)
 
 
 def stored_runs(store, tmp_path):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
 import pytest
-from support import REPO
+from support import run_module
 
 from experiments import regularization
 from experiments.regularization import Config
@@ -158,12 +155,10 @@ def test_user_data_file(tmp_path):
 
 @pytest.mark.slow
 def test_cli_help_and_bad_flag():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "experiments.regularization"]
-    shown = subprocess.run([*command, "--help"], env=env, capture_output=True, text=True)
+    shown = run_module("experiments.regularization", "--help")
     assert shown.returncode == 0
     for flag in ("--variant {none,l2,l1,dropout,early_stopping}", "--lambd", "--keep-prob"):
         assert flag in shown.stdout
-    bad = subprocess.run([*command, "--keep-prob", "1.5"], env=env, capture_output=True, text=True)
+    bad = run_module("experiments.regularization", "--keep-prob", "1.5")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: keep_prob must be in (0, 1]; got 1.5."
