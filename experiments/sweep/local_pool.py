@@ -27,7 +27,7 @@ import threading
 import time
 
 from experiments.sweep.plan import PlannedConfig
-from experiments.sweep.pool import GRACE_SECONDS, OnLost, Pool
+from experiments.sweep.pool import Pool
 from experiments.sweep.worker import Result, WorkerSettings, run_config
 
 # ---------------------------------------------------------------------------------------------
@@ -146,19 +146,11 @@ class LocalPool(Pool):
     sweep (RuntimeError) rather than being respawned forever.
     """
 
-    def __init__(
-        self,
-        size: int,
-        settings: WorkerSettings,
-        *,
-        on_lost: OnLost = lambda *args: None,
-        grace_seconds: float = GRACE_SECONDS,
-    ):
-        super().__init__(size, settings, on_lost=on_lost, grace_seconds=grace_seconds)
+    def _open(self) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._spawned = 0
         self._deaths_at_start = 0
-        self.workers = [self._spawn() for _ in range(size)]
+        self.workers = [self._spawn() for _ in range(self.size)]
 
     def _spawn(self) -> _Worker:
         self._spawned += 1

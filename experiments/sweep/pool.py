@@ -71,6 +71,7 @@ class Pool:
         self.settings = settings
         self.on_lost = on_lost
         self.grace_seconds = grace_seconds
+        self._open()
 
     def run(
         self,
@@ -112,6 +113,10 @@ class Pool:
         else:
             seconds = round(time.perf_counter() - started, 3)
             self._on_result(Result(config, status, seconds, reason))
+
+    def _open(self) -> None:
+        """Start the workers (or connect their scheduler)."""
+        raise NotImplementedError
 
     def close(self, timeout: float = 10.0) -> None:
         raise NotImplementedError

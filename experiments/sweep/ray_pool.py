@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from experiments.sweep.plan import PlannedConfig
-from experiments.sweep.pool import GRACE_SECONDS, OnLost, Pool
+from experiments.sweep.pool import Pool
 from experiments.sweep.worker import Result, WorkerSettings, run_config
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -53,19 +53,11 @@ class RayPool(Pool):
     killing force-cancels them.
     """
 
-    def __init__(
-        self,
-        size: int,
-        settings: WorkerSettings,
-        *,
-        on_lost: OnLost = lambda *args: None,
-        grace_seconds: float = GRACE_SECONDS,
-    ):
+    def _open(self) -> None:
         import ray
 
-        super().__init__(size, settings, on_lost=on_lost, grace_seconds=grace_seconds)
         self._task = ray.remote(run_config_on_ray).options(
-            num_cpus=settings.threads, max_retries=0, retry_exceptions=False
+            num_cpus=self.settings.threads, max_retries=0, retry_exceptions=False
         )
         self._running: dict = {}  # ObjectRef -> (config, perf_counter at submit)
 
