@@ -461,7 +461,6 @@ def main(
         cfg, tracking_uri, show_traceback, verbose = _parse(config_cls, argv, None)
         check_tracking_uri(resolve_tracking_uri(tracking_uri))
         quiet.quiet_logs(verbose)
-        quiet.import_tensorflow_quietly(verbose)
         summary = run_fn(cfg, tracking_uri=tracking_uri)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ Without this, a run prints a dozen lines (oneDNN, CUDA drivers, CPU features, XL
 WARNING/ERROR lines (level 1 hides INFO only), Python warnings, MLflow's WARNING.
 
 TensorFlow writes its first lines through absl before absl's log level is read, so no
-variable hides them: TensorFlow is imported once with the native stderr (file descriptor 2)
+variable hides them: its first import runs with the native stderr (file descriptor 2)
 captured, and every captured line that is not one of those start-up notices is written
 back. Standard library only.
 """
@@ -15,6 +15,8 @@ back. Standard library only.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import os
 import re
 import sys
@@ -36,22 +38,51 @@ def verbose_requested(flag: bool = False) -> bool:
 
 def quiet_logs(verbose: bool = False) -> None:
     """Set the log levels of TensorFlow and MLflow (unless set already) for this process and
-    the processes it starts; call before either is imported."""
+    the processes it starts, and filter TensorFlow's start-up notices out of its first import;
+    call before either is imported."""
     if verbose_requested(verbose):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if "tensorflow" not in sys.modules and not any(
+        isinstance(finder, _QuietFirstImport) for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _QuietFirstImport())
 
 
-def import_tensorflow_quietly(verbose: bool = False) -> None:
-    """Import TensorFlow and Keras and look up the devices, without their start-up notices."""
-    if verbose_requested(verbose) or "tensorflow" in sys.modules:
-        return
-    with _native_stderr_filtered():
-        import keras  # noqa: F401
-        import tensorflow as tf
+class _QuietFirstImport(importlib.abc.MetaPathFinder):
+    """Runs the first import of `tensorflow` and of `keras`, wherever it happens, with the
+    native stderr filtered (imported only when a run needs them, so bad input still fails
+    before TensorFlow loads). Otherwise the import is Python's own: the module's spec is the
+    one the next finders give, its loader wrapped for the duration of the import."""
 
-        tf.config.list_physical_devices()  # the CUDA probe, and its error line, happen here
+    names = {"tensorflow", "keras"}
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            return None
+        self.names = self.names - {name}
+        if not self.names:
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _FilteredLoader(spec.loader)
+        return spec
+
+
+class _FilteredLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with _native_stderr_filtered():
+            self.loader.exec_module(module)
+            if module.__name__ == "tensorflow":
+                module.config.list_physical_devices()  # the CUDA probe and its error line
+        module.__loader__ = module.__spec__.loader = self.loader
 
 
 @contextlib.contextmanager
