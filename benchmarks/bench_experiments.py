@@ -1,6 +1,6 @@
 """Every experiment on its defaults, one after another: the experiments issue's "<= 2 minutes".
 
-Runs `python -m experiments.<name>` for each experiment of `experiments.registry`, exactly as a
+Runs `python -m experiments.<name>` for each experiment of the registry, exactly as a
 user would (a fresh process each, so each pays Python start-up and the TensorFlow and MLflow
 imports, ~6.5 s here), against one fresh SQLite store created before timing. Prints each
 command's wall time, its exit code and the total; `--json PATH` writes the same.
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from experiments.registry import EXPERIMENTS  # noqa: E402
+from experiments.harness.registry import EXPERIMENTS  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -106,9 +106,10 @@ def _executor_init(threads: int) -> None:
 
 def run_executor(points: list[dict], iterations: int, workers: int, folder: Path) -> float:
     """The sweep's worker code under ProcessPoolExecutor, timed like `run_sweep`."""
-    from experiments.sweep_plan import plan_from_args
-    from experiments.sweep_store import client_for
-    from experiments.sweep_workers import WorkerSettings, run_config, threads_per_worker
+    from experiments.sweep.plan import plan_from_args
+    from experiments.sweep.pool import threads_per_worker
+    from experiments.sweep.store import client_for
+    from experiments.sweep.worker import WorkerSettings, run_config
     from reg_callbacks.tracking import RunRecorder, get_or_create_experiment
 
     started = time.perf_counter()

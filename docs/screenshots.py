@@ -6,7 +6,7 @@
 It fills a temporary store with the `course` sweep preset's initialization and
 regularization configs (the course's settings; several minutes on two cores), then runs the
 browser tests
-of tests/test_mlflow_ui.py against it with MLFLOW_UI_STORE and MLFLOW_UI_SCREENSHOTS set:
+of tests/sweep/test_mlflow_ui.py against it with MLFLOW_UI_STORE and MLFLOW_UI_SCREENSHOTS set:
 the images are exactly what those tests saw. The two README images are written to
 docs/img/ as 256-colour PNGs (small enough to commit; the UI has few colours).
 
@@ -45,7 +45,7 @@ def fill(root: Path, preset: str, experiments: list[str]) -> str:
 def shoot(uri: str, shots: Path) -> None:
     """The browser tests, pointed at `uri`, saving their screenshots in `shots`."""
     env = {**os.environ, "MLFLOW_UI_STORE": uri, "MLFLOW_UI_SCREENSHOTS": str(shots)}
-    command = [sys.executable, "-m", "pytest", "tests/test_mlflow_ui.py", "-q"]
+    command = [sys.executable, "-m", "pytest", "tests/sweep/test_mlflow_ui.py", "-q"]
     command += ["-p", "no:cacheprovider", "-k", "runs_table or run_page or heatmap"]
     subprocess.run(command, cwd=REPO, env=env, check=True)
 

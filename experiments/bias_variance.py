@@ -36,10 +36,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp_for
-from experiments.runner import tracked_run
+from experiments.harness.checks import at_least, in_range, one_of, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, flipped_boundary
+from experiments.harness.models import binary_mlp_for
+from experiments.harness.runner import DIAGNOSIS_NUMBERS, parent_run, tracked_run
 
 Regime = Literal["all", "underfit", "overfit", "both", "good"]
 REGIMES = ("underfit", "overfit", "both", "good")
@@ -69,26 +70,13 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        if self.regime not in ("all", *REGIMES):
-            raise ValueError(
-                f"regime must be one of all, {', '.join(REGIMES)}; got {self.regime!r}."
-            )
-        if not 0 <= self.flip_prob <= 0.5:
-            raise ValueError(f"flip_prob must be in [0, 0.5]; got {self.flip_prob}.")
-        for name in ("width", "depth", "n_train", "iterations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer (or None); got {value}.")
-        if self.l2 is not None and self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0 (or None); got {self.l2}.")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1) (or None); got {self.dropout}.")
-        if self.n_dev < 1:
-            raise ValueError(f"n_dev must be a positive integer; got {self.n_dev}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
-        if self.boundary not in ("circle", "sine"):
-            raise ValueError(f"boundary must be one of circle, sine; got {self.boundary!r}.")
+        one_of(self, "regime", ("all", *REGIMES))
+        in_range(self, "flip_prob", 0, 0.5)
+        positive(self, "width", "depth", "n_train", "iterations", optional=True)
+        at_least(self, 0, "l2", optional=True)
+        in_range(self, "dropout", 0, 1, "[)", optional=True)
+        positive(self, "n_dev", "learning_rate")
+        one_of(self, "boundary", ("circle", "sine"))
         if any(size < 2 for size in self.curve_sizes):
             raise ValueError(
                 f"curve_sizes must be training-set sizes >= 2 like 30,100,300 (or empty); "
@@ -142,7 +130,7 @@ def learning_curve(cfg: Config, known: dict[int, tuple[float, float]]) -> dict[s
     return curve
 
 
-def run_regime(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="bias_variance"):
+def run_regime(cfg: Config, **where):
     """One regime as one MLflow run; returns (summary, learning curve or None)."""
     from reg_callbacks import diagnose, plots
 
@@ -151,12 +139,9 @@ def run_regime(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment
     with tracked_run(
         cfg,
         data,
-        experiment=experiment,
         run_name=f"bias_variance {cfg.regime} p={cfg.flip_prob:g}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
         tags={"regime": cfg.regime},
+        **where,
     ) as tracked:
         tracked.train(model, iterations=cfg.iterations, log_every=max(1, cfg.iterations // 10))
         measured = tracked.bias_variance.diagnosis
@@ -192,36 +177,20 @@ def run_regime(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment
     return summary, curve
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="bias_variance") -> dict:
+def run(cfg: Config, **where) -> dict:
     if cfg.regime != "all":
-        return run_regime(
-            settings(cfg, cfg.regime),
-            tracking_uri=tracking_uri,
-            parent_run_id=parent_run_id,
-            experiment=experiment,
-        )[0]
+        return run_regime(settings(cfg, cfg.regime), **where)[0]
     from reg_callbacks import plots
-    from reg_callbacks.tracking import RunRecorder
 
-    parent = RunRecorder(
-        experiment,
+    parent = parent_run(
+        cfg,
         run_name=f"bias_variance all p={cfg.flip_prob:g}",
-        params=dataclasses.asdict(cfg),
-        tags={"experiment": experiment, "bayes_error": cfg.flip_prob},
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
+        tags={"bayes_error": cfg.flip_prob},
+        **where,
     )
     with parent:
-        results = {
-            regime: run_regime(
-                settings(cfg, regime),
-                tracking_uri=tracking_uri,
-                parent_run_id=parent.run_id,
-                experiment=experiment,
-            )
-            for regime in REGIMES
-        }
+        children = {**where, "parent_run_id": parent.run_id}
+        results = {regime: run_regime(settings(cfg, regime), **children) for regime in REGIMES}
         summaries = {regime: summary for regime, (summary, _) in results.items()}
         rows = [
             {"regime": regime, **_row(settings(cfg, regime), s)} for regime, s in summaries.items()
@@ -229,7 +198,11 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="bias_
         parent.log_dict({"bayes_error": cfg.flip_prob, "regimes": rows}, "regimes.json")
         parent.log_text(_markdown(rows), "regimes.md")
         parent.log_final(
-            {f"{regime}/{key}": s[key] for regime, s in summaries.items() for key in _NUMBERS}
+            {
+                f"{regime}/{key}": s[key]
+                for regime, s in summaries.items()
+                for key in DIAGNOSIS_NUMBERS
+            }
         )
         labels = {regime: s["label"] for regime, s in summaries.items()}
         parent.set_tags(
@@ -256,9 +229,6 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="bias_
     return summary
 
 
-_NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
-
-
 def _error(model, x, y) -> float:
     import keras
 
@@ -273,7 +243,7 @@ def _row(cfg: Config, summary: dict) -> dict:
         "n_train": cfg.n_train,
         "iterations": cfg.iterations,
         "l2": cfg.l2,
-        **{key: round(summary[key], 4) for key in _NUMBERS},
+        **{key: round(summary[key], 4) for key in DIAGNOSIS_NUMBERS},
         "label": summary["label"],
         "label_if_bayes_0": summary["label_if_bayes_0"],
     }

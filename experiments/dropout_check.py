@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.cli import main
-from experiments.datasets import DataSplit
-from experiments.runner import tracked_run
+from experiments.harness.checks import at_least, in_range
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit
+from experiments.harness.runner import tracked_run
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,9 @@ class Config:
     seed: int = 1
 
     def __post_init__(self):
-        if not 0 < self.keep_prob <= 1:
-            raise ValueError(f"keep_prob must be in (0, 1]; got {self.keep_prob}.")
-        if self.size < 10:
-            raise ValueError(f"size must be >= 10 (a size × size input); got {self.size}.")
-        if not 0 < self.tolerance < 1:
-            raise ValueError(f"tolerance must be in (0, 1); got {self.tolerance}.")
+        in_range(self, "keep_prob", 0, 1, "(]")
+        at_least(self, 10, "size")
+        in_range(self, "tolerance", 0, 1, "()")
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -79,17 +77,11 @@ def measure(model, x) -> dict:
     }
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="dropout_check") -> dict:
+def run(cfg: Config, **where) -> dict:
     data = make_data(cfg)
     model = build_model(cfg, data.n_features)
     with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"dropout_check keep_prob={cfg.keep_prob}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
+        cfg, data, run_name=f"dropout_check keep_prob={cfg.keep_prob}", **where
     ) as tracked:
         values = measure(model, data.x_train)
         checks = {

@@ -47,9 +47,9 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit
-from experiments.runner import tracked_run
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit
+from experiments.harness.runner import tracked_run
 
 Case = Literal["all", "1d", "net", "l2", "broken", "trained"]
 CASES = ("1d", "net", "l2", "broken", "trained")
@@ -298,22 +298,14 @@ def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
     return {"report": gradient_check(build_model(weights, broken=True), x, y, cfg.epsilon)}
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradient_check") -> dict:
+def run(cfg: Config, **where) -> dict:
     from reg_callbacks.gradient_checking import BUG_THRESHOLD, FINE_THRESHOLD
     from reg_callbacks.plots import relative_error_bars
 
     data = make_data(cfg)
     _, _, weights = course_test_case(cfg.seed)
     cases = CASES if cfg.case == "all" else (cfg.case,)
-    with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"gradient_check {cfg.case}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
-    ) as tracked:
+    with tracked_run(cfg, data, run_name=f"gradient_check {cfg.case}", **where) as tracked:
         recorder = tracked.recorder
         summary, texts, bars, metrics, tags = {}, [], {}, {}, {}
         for case in cases:

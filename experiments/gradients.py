@@ -53,9 +53,10 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, load_data, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.checks import dev_data_needs_data, in_range, one_of, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, load_data, noisy_moons
+from experiments.harness.runner import tracked_run
 
 Activation = Literal["relu", "tanh", "linear"]
 Init = Literal["small", "large", "xavier", "he"]
@@ -81,30 +82,18 @@ class Config:
     dev_data: str | None = None  # a separate dev-set file, if `data` holds only train
 
     def __post_init__(self):
-        if self.part not in PARTS:
-            raise ValueError(f"part must be one of {', '.join(PARTS)}; got {self.part!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}."
-            )
+        one_of(self, "part", PARTS)
+        one_of(self, "activation", ACTIVATIONS)
         if not self.inits or any(init not in INITS for init in self.inits):
             raise ValueError(f"inits must be a list of {', '.join(INITS)}; got {self.inits!r}.")
         if len(set(self.inits)) != len(self.inits):
             raise ValueError(f"inits must not repeat an init; got {self.inits!r}.")
         if not self.gains or not all(math.isfinite(g) and g > 0 for g in self.gains):
             raise ValueError(f"gains must be finite numbers > 0 like 1.5,0.5; got {self.gains}.")
-        if not 1 <= self.max_depth <= 1000:
-            raise ValueError(f"max_depth must be in 1..1000; got {self.max_depth}.")
-        if not 1 <= self.depth <= 200:
-            raise ValueError(f"depth must be in 1..200; got {self.depth}.")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1; got {self.width}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}.")
-        if self.dev_data and not self.data:
-            raise ValueError("dev_data needs data: pass --data TRAIN_FILE --dev-data DEV_FILE.")
+        in_range(self, "max_depth", 1, 1000)
+        in_range(self, "depth", 1, 200)
+        positive(self, "width", "learning_rate", "iterations")
+        dev_data_needs_data(self)
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -325,7 +314,7 @@ def build_model(cfg: Config, init: Init, n_features: int):
     return model
 
 
-def train_one(cfg: Config, init: Init, data: DataSplit, *, tracking_uri, parent_run_id, experiment):
+def train_one(cfg: Config, init: Init, data: DataSplit, **where):
     """Train the net with `init` in its own (child) run; returns its summary and gradient logger.
 
     A run whose loss diverges (exploding gradients can do that) is recorded as FAILED with
@@ -338,12 +327,9 @@ def train_one(cfg: Config, init: Init, data: DataSplit, *, tracking_uri, parent_
         with tracked_run(
             dataclasses.replace(cfg, inits=(init,), part="training"),
             data,
-            experiment=experiment,
             run_name=f"gradients {cfg.activation} depth={cfg.depth} init={init}",
-            description=__doc__.split("\n\n")[0],
-            tracking_uri=tracking_uri,
-            parent_run_id=parent_run_id,
             tags={"init": init},
+            **where,
         ) as tracked:
             # No XLA: compiling the 31-layer loop takes longer than 500 plain steps (~3x).
             tracked.train(
@@ -374,19 +360,12 @@ def log_interval(cfg: Config) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradients") -> dict:
+def run(cfg: Config, **where) -> dict:
     from reg_callbacks.plots import gradient_heatmaps
 
     data = make_data(cfg)
-    with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"gradients {cfg.part} {cfg.activation} depth={cfg.depth}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
-    ) as tracked:
+    run_name = f"gradients {cfg.part} {cfg.activation} depth={cfg.depth}"
+    with tracked_run(cfg, data, run_name=run_name, **where) as tracked:
         recorder = tracked.recorder
         summary: dict = {}
         if cfg.part in ("all", "law"):
@@ -418,12 +397,7 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="gradi
             panels = {}
             for init in cfg.inits:
                 child, logger = train_one(
-                    cfg,
-                    init,
-                    data,
-                    tracking_uri=tracking_uri,
-                    parent_run_id=tracked.run_id,
-                    experiment=experiment,
+                    cfg, init, data, **{**where, "parent_run_id": tracked.run_id}
                 )
                 summary[init] = child
                 health = child["gradient_health"]

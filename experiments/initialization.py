@@ -32,9 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, course_circles, load_data
-from experiments.runner import tracked_run
+from experiments.harness.checks import dev_data_needs_data, layer_widths, one_of, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, course_circles, load_data
+from experiments.harness.runner import tracked_run
 
 Init = Literal["zeros", "random", "xavier", "he"]
 INITS = ("zeros", "random", "xavier", "he")
@@ -51,16 +52,10 @@ class Config:
     dev_data: str | None = None  # a separate dev-set file, if `data` holds only train
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}; got {self.init!r}.")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be positive layer widths like 10,5; got {self.hidden}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}.")
-        if self.dev_data and not self.data:
-            raise ValueError("dev_data needs data: pass --data TRAIN_FILE --dev-data DEV_FILE.")
+        one_of(self, "init", INITS)
+        layer_widths(self)
+        positive(self, "learning_rate", "iterations")
+        dev_data_needs_data(self)
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -104,19 +99,13 @@ def build_model(cfg: Config, n_features: int):
     return model
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="initialization") -> dict:
+def run(cfg: Config, **where) -> dict:
     from reg_callbacks.plots import decision_boundary
 
     data = make_data(cfg)
     model = build_model(cfg, data.n_features)
     with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"initialization {cfg.init} seed={cfg.seed}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
+        cfg, data, run_name=f"initialization {cfg.init} seed={cfg.seed}", **where
     ) as tracked:
         y_pred = model(data.x_train, training=False)
         initial_cost = float(model.compute_loss(x=data.x_train, y=data.y_train, y_pred=y_pred))

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, load_data
-from experiments.runner import tracked_run
+from experiments.harness.checks import at_least, dev_data_needs_data, in_range, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, load_data
+from experiments.harness.runner import tracked_run
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,11 @@ class Config:
     dev_data: str | None = None  # a separate dev-set file, if `data` holds only train
 
     def __post_init__(self):
-        if not self.scale >= 1:
-            raise ValueError(f"scale must be >= 1; got {self.scale}.")
-        if not 0 <= self.flip_prob < 0.5:
-            raise ValueError(f"flip_prob must be in [0, 0.5); got {self.flip_prob}.")
-        for name in ("n_train", "n_dev", "iterations", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0 or none; got {self.learning_rate}.")
-        if not self.target_cost > 0:
-            raise ValueError(f"target_cost must be > 0; got {self.target_cost}.")
-        if self.dev_data and not self.data:
-            raise ValueError("dev_data needs data: pass --data TRAIN_FILE --dev-data DEV_FILE.")
+        at_least(self, 1, "scale")
+        in_range(self, "flip_prob", 0, 0.5, "[)")
+        positive(self, "n_train", "n_dev", "iterations", "log_every", "target_cost")
+        positive(self, "learning_rate", optional=True)
+        dev_data_needs_data(self)
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -127,21 +120,13 @@ def iterations_to(target: float, costs, log_every: int = 1) -> int | None:
     return next((log_every * (i + 1) for i, cost in enumerate(costs) if cost <= target), None)
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="normalization") -> dict:
+def run(cfg: Config, **where) -> dict:
     from reg_callbacks import train
 
     data = make_data(cfg)
     normalized, normalized_info = build_model(cfg, data.x_train, normalize=True)
     raw, raw_info = build_model(cfg, data.x_train, normalize=False)
-    with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"normalization scale={cfg.scale}",
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
-    ) as tracked:
+    with tracked_run(cfg, data, run_name=f"normalization scale={cfg.scale}", **where) as tracked:
         tracked.train(normalized, iterations=cfg.iterations, log_every=cfg.log_every)
         raw_history = train(
             raw, data.x_train, data.y_train, iterations=cfg.iterations, log_every=cfg.log_every

@@ -34,10 +34,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, flipped_boundary
-from experiments.models import binary_mlp_for
-from experiments.runner import tracked_run
+from experiments.harness.checks import at_least, in_range, one_of, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, flipped_boundary
+from experiments.harness.models import binary_mlp_for
+from experiments.harness.runner import DIAGNOSIS_NUMBERS, parent_run, tracked_run
 from reg_callbacks.diagnosis import DEFAULT_BIAS_THRESHOLD, DEFAULT_VARIANCE_THRESHOLD
 
 MODEL_FIELDS = ("width", "depth", "n_train", "iterations", "l2", "dropout")
@@ -69,12 +70,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        _choice("start", self.start, tuple(STARTS))
-        _choice("regularizer", self.regularizer, ("l2", "dropout"))
-        for name in ("width", "depth", "n_train", "iterations"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer (or None); got {value}.")
+        one_of(self, "start", tuple(STARTS))
+        one_of(self, "regularizer", ("l2", "dropout"))
+        positive(self, "width", "depth", "n_train", "iterations", optional=True)
         for name, value, cap in (
             ("width", self.width, MAX_WIDTH),
             ("depth", self.depth, MAX_DEPTH),
@@ -82,24 +80,13 @@ class Config:
         ):
             if value is not None and value > cap:
                 raise ValueError(f"{name} must be <= {cap}, where the recipe stops; got {value}.")
-        if self.l2 is not None and not 0 <= self.l2 <= MAX_L2:
-            raise ValueError(f"l2 must be in [0, {MAX_L2}] (or None); got {self.l2}.")
-        if self.dropout is not None and not 0 <= self.dropout <= MAX_DROPOUT:
-            raise ValueError(
-                f"dropout must be in [0, {MAX_DROPOUT}] (or None); got {self.dropout}."
-            )
-        for name in ("target_bias", "target_variance"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1]; got {getattr(self, name)}.")
-        for name in ("max_rounds", "n_dev"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
-        if self.max_n_train < 2:
-            raise ValueError(f"max_n_train must be >= 2; got {self.max_n_train}.")
-        if not 0 <= self.flip_prob <= 0.5:
-            raise ValueError(f"flip_prob must be in [0, 0.5]; got {self.flip_prob}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
+        in_range(self, "l2", 0, MAX_L2, optional=True)
+        in_range(self, "dropout", 0, MAX_DROPOUT, optional=True)
+        in_range(self, "target_bias", 0, 1, "(]")
+        in_range(self, "target_variance", 0, 1, "(]")
+        positive(self, "max_rounds", "n_dev", "learning_rate")
+        at_least(self, 2, "max_n_train")
+        in_range(self, "flip_prob", 0, 0.5)
         # Meeting both targets puts the dev error at most p + target_bias + target_variance,
         # but even the Bayes-optimal boundary's dev error scatters around p by this much.
         noise = 2 * math.sqrt(self.flip_prob * (1 - self.flip_prob) / self.n_dev)
@@ -167,7 +154,7 @@ def make_data(cfg: Config) -> DataSplit:
     return flipped_boundary(cfg.n_train, cfg.n_dev, cfg.flip_prob, cfg.seed)
 
 
-def train_round(cfg: Config, number: int, change: str, **run_args) -> dict:
+def train_round(cfg: Config, number: int, change: str, **where) -> dict:
     """One round as one MLflow child run; its summary plus the diagnosis against the targets."""
     from reg_callbacks import diagnose
 
@@ -177,9 +164,8 @@ def train_round(cfg: Config, number: int, change: str, **run_args) -> dict:
         cfg,
         data,
         run_name=f"recipe {cfg.start} round {number}: {change}",
-        description=__doc__.split("\n\n")[0],
         tags={"round": number, "change": change},
-        **run_args,
+        **where,
     ) as tracked:
         tracked.train(model, iterations=cfg.iterations, log_every=max(1, cfg.iterations // 10))
         measured = tracked.bias_variance.diagnosis
@@ -194,30 +180,21 @@ def train_round(cfg: Config, number: int, change: str, **run_args) -> dict:
         return {**tracked.summary(round=number, change=change), "verdict": verdict}
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="recipe") -> dict:
+def run(cfg: Config, **where) -> dict:
     current = starting_point(cfg)  # before any import or run: a bad start leaves nothing behind
     from reg_callbacks import plots
-    from reg_callbacks.tracking import RunRecorder
 
-    parent = RunRecorder(
-        experiment,
+    parent = parent_run(
+        cfg,
         run_name=f"recipe from {cfg.start} p={cfg.flip_prob:g}",
-        params=dataclasses.asdict(cfg),
-        tags={"experiment": experiment, "bayes_error": cfg.flip_prob},
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
+        tags={"bayes_error": cfg.flip_prob},
+        **where,
     )
     path, change, outcome = [], "start", "budget spent"
     with parent:
         for number in range(1, cfg.max_rounds + 1):
             result = train_round(
-                current,
-                number,
-                change,
-                experiment=experiment,
-                tracking_uri=tracking_uri,
-                parent_run_id=parent.run_id,
+                current, number, change, **{**where, "parent_run_id": parent.run_id}
             )
             verdict = result.pop("verdict")
             # The label against the targets (`recipe_label`); the child's `bias_variance` tag
@@ -275,18 +252,12 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="recip
     return summary
 
 
-def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
-
-
 def _model(cfg: Config) -> dict:
     return {key: getattr(cfg, key) for key in MODEL_FIELDS}
 
 
 def _gaps(summary: dict) -> dict:
-    keys = ("train_error", "dev_error", "avoidable_bias", "variance")
-    return {key: round(summary[key], 4) for key in keys}
+    return {key: round(summary[key], 4) for key in DIAGNOSIS_NUMBERS}
 
 
 def _message(outcome: str, cfg: Config, path: list[dict], verdict) -> str:

@@ -76,9 +76,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, load_data, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.checks import (
+    at_least,
+    dev_data_needs_data,
+    in_range,
+    layer_widths,
+    positive,
+)
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, load_data, noisy_moons
+from experiments.harness.runner import tracked_run
 
 Variant = Literal["none", "l2", "l1", "dropout", "early_stopping"]
 SPARSE_BELOW = 1e-3  # |w| under this counts as zero for L1's sparsity
@@ -102,24 +109,11 @@ class Config:
     dev_data: str | None = None  # a separate dev-set file, if `data` holds only train
 
     def __post_init__(self):
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be positive layer widths like 20,3; got {self.hidden}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}.")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}.")
-        if not self.lambd >= 0:
-            raise ValueError(f"lambd must be >= 0; got {self.lambd}.")
-        if not 0 < self.keep_prob <= 1:
-            raise ValueError(f"keep_prob must be in (0, 1]; got {self.keep_prob}.")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1 logging interval; got {self.patience}.")
-        if self.n_train < 1:
-            raise ValueError(f"n_train must be >= 1; got {self.n_train}.")
-        if not self.noise >= 0:
-            raise ValueError(f"noise must be >= 0; got {self.noise}.")
-        if self.dev_data and not self.data:
-            raise ValueError("dev_data needs data: pass --data TRAIN_FILE --dev-data DEV_FILE.")
+        layer_widths(self)
+        positive(self, "learning_rate", "iterations", "patience", "n_train")
+        at_least(self, 0, "lambd", "noise")
+        in_range(self, "keep_prob", 0, 1, "(]")
+        dev_data_needs_data(self)
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -210,7 +204,7 @@ def weight_stats(model) -> dict:
     }
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="regularization") -> dict:
+def run(cfg: Config, **where) -> dict:
     data = make_data(cfg)
     m = len(data.x_train)
     bayes_error = None if cfg.data else moons_bayes_error(cfg.noise)
@@ -224,60 +218,31 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="regul
     with tracked_run(
         cfg,
         data,
-        experiment=experiment,
         run_name=f"regularization {cfg.variant} {label}".strip(),
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
         bayes_error=bayes_error,
         tags={"variant": cfg.variant},
+        **where,
     ) as tracked:
-        callbacks, extra = [], {}
+        callbacks = []
         if cfg.variant == "early_stopping":
             import keras
 
-            stopper = keras.callbacks.EarlyStopping(
-                monitor="dev_error", mode="min", patience=cfg.patience, restore_best_weights=True
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="dev_error",
+                    mode="min",
+                    patience=cfg.patience,
+                    restore_best_weights=True,
+                )
             )
-            callbacks.append(stopper)
         log_every = min(LOG_EVERY, cfg.iterations)
         tracked.train(model, iterations=cfg.iterations, log_every=log_every, callbacks=callbacks)
-        if cfg.variant == "early_stopping":
-            extra = _record_early_stopping(tracked, model, stopper, log_every)
         stats = weight_stats(model)
         if cfg.variant == "l2":
             stats["weight_decay_factor"] = 1 - cfg.learning_rate * cfg.lambd / m
         tracked.recorder.log_final(stats)
         _log_boundaries(tracked, model, data, cfg)
-        return tracked.summary(**stats, **extra)
-
-
-def _record_early_stopping(tracked, model, stopper, log_every: int) -> dict:
-    """Stopped/best interval and iteration; re-diagnose on the restored (best) weights."""
-    from reg_callbacks import classification_error, diagnose
-
-    stopped = stopper.stopped_epoch > 0
-    values = {
-        "stopped_epoch": stopper.stopped_epoch + 1 if stopped else 0,
-        "best_epoch": stopper.best_epoch + 1,
-        "stopped_iteration": (stopper.stopped_epoch + 1) * log_every if stopped else 0,
-        "best_iteration": (stopper.best_epoch + 1) * log_every,
-    }
-    data = tracked.data
-    train_error, dev_error = (
-        classification_error(y, model.predict_on_batch(x))
-        for x, y in ((data.x_train, data.y_train), (data.x_dev, data.y_dev))
-    )
-    # The cost the restored weights have (the run's last logged cost is the stopped one's).
-    values["final_cost"] = float(
-        model.evaluate(data.x_train, data.y_train, batch_size=len(data.x_train), verbose=0)[0]
-    )
-    diagnosis = diagnose(train_error, dev_error, tracked.bayes_error)
-    tracked.bias_variance.diagnosis = diagnosis
-    tracked.recorder.log_diagnosis(diagnosis)
-    tracked.recorder.log_final(values)
-    tracked.recorder.set_tags({"early_stopping": "stopped" if stopped else "ran to the end"})
-    return values
+        return tracked.summary(**stats)
 
 
 def _log_boundaries(tracked, model, data, cfg) -> None:

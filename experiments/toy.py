@@ -20,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.cli import main
-from experiments.datasets import DataSplit, noisy_moons
-from experiments.runner import tracked_run
+from experiments.harness.checks import at_least, positive
+from experiments.harness.cli import main
+from experiments.harness.datasets import DataSplit, noisy_moons
+from experiments.harness.runner import DIAGNOSIS_NUMBERS, tracked_run
 
 DIVERGE_FACTOR = 1e6
 
@@ -37,12 +38,8 @@ class Config:
     model: Literal["net", "centroid"] = "net"  # centroid: nearest class mean, no TensorFlow
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}.")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {self.iterations}.")
-        if self.hidden < 0:
-            raise ValueError(f"hidden must be >= 0; got {self.hidden}.")
+        positive(self, "lr", "iterations")
+        at_least(self, 0, "hidden")
 
 
 def make_data(cfg: Config) -> DataSplit:
@@ -79,18 +76,11 @@ def centroid_errors(data: DataSplit) -> tuple[float, float]:
     return error(data.x_train, data.y_train), error(data.x_dev, data.y_dev)
 
 
-def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="toy") -> dict:
+def run(cfg: Config, **where) -> dict:
     data = make_data(cfg)
     model = build_model(cfg, data.n_features) if cfg.model == "net" else None
-    with tracked_run(
-        cfg,
-        data,
-        experiment=experiment,
-        run_name=f"toy lr={cfg.lr} seed={cfg.seed}" + (" diverge" if cfg.diverge else ""),
-        description=__doc__.split("\n\n")[0],
-        tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id,
-    ) as tracked:
+    run_name = f"toy lr={cfg.lr} seed={cfg.seed}" + (" diverge" if cfg.diverge else "")
+    with tracked_run(cfg, data, run_name=run_name, **where) as tracked:
         if model is not None:
             tracked.train(model, iterations=cfg.iterations, seed=cfg.seed)
             return tracked.summary()
@@ -98,10 +88,7 @@ def run(cfg: Config, *, tracking_uri=None, parent_run_id=None, experiment="toy")
 
         diagnosis = diagnose(*centroid_errors(data), tracked.bayes_error)
         tracked.recorder.log_diagnosis(diagnosis)
-        return tracked.summary(**{k: getattr(diagnosis, k) for k in _DIAGNOSIS_KEYS})
-
-
-_DIAGNOSIS_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance", "label")
+        return tracked.summary(**{k: getattr(diagnosis, k) for k in (*DIAGNOSIS_NUMBERS, "label")})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Processes the tests start (CLIs, a Ray head whose workers import test modules) find the
+# shared `support` module as pytest's `pythonpath` setting lets the tests themselves.
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_TESTS, os.environ.get("PYTHONPATH")]))
 
 import mlflow  # noqa: E402
 import pytest  # noqa: E402

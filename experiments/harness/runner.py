@@ -1,0 +1,294 @@
+"""One tracked training run: the plumbing every topic shares.
+
+A topic loads its data and builds its model, then:
+
+    def run(cfg: Config, **where) -> dict:
+        data = make_data(cfg)
+        model = build_model(cfg, data.n_features)
+        with tracked_run(cfg, data, run_name=f"regularization {cfg.variant}", **where) as run:
+            run.train(model, iterations=cfg.iterations)
+            run.log_figure(decision_boundary(...), "decision_boundary.png")
+            return run.summary()
+
+`where` is where the run goes: `experiment` (default: the topic's name), `tracking_uri` and
+`parent_run_id`; the command line and the sweep pass them, a topic only hands them on. The
+run's description is the first paragraph of the topic's docstring, its params the config.
+
+`run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
+per-layer gradient norms with `GradientNormLogger`, MLflow recording), trains through the
+fast path, and records the diagnosis, gradient health, learning curve and gradient heatmap.
+When an `EarlyStopping(restore_best_weights=True)` among the callbacks has put the best
+weights back, the diagnosis and the final cost are measured again on those weights.
+Load and validate data *before* entering `tracked_run`, so bad input leaves no run behind;
+a tracking store that cannot work is refused before the run opens, too.
+TensorFlow is imported only when a run starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from experiments.harness.tracking_store import check_tracking_uri
+
+if TYPE_CHECKING:
+    from experiments.harness.datasets import DataSplit
+
+PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
+# The diagnosis's numbers, in the order summaries, tables and CSV files show them.
+DIAGNOSIS_NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
+# What the sweep reads from a topic's summary for its table.
+SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
+
+
+class TrackedRun:
+    """A run in progress; see `tracked_run`."""
+
+    def __init__(self, recorder, data: DataSplit, bayes_error: float):
+        self.recorder = recorder
+        self.data = data
+        self.bayes_error = bayes_error
+        self.bias_variance = None
+        self.gradients = None
+        self.history = None
+        self.early_stopping: dict = {}  # stopped/best interval and iteration, restored cost
+        self._started = time.perf_counter()
+
+    @property
+    def run_id(self) -> str:
+        return self.recorder.run_id
+
+    def train(
+        self,
+        model,
+        *,
+        iterations: int,
+        log_every: int | None = None,
+        batch_size: int | None = None,
+        callbacks=(),
+        seed: int = 0,
+        jit_compile: bool | str = "auto",
+    ):
+        """Train `model` on the run's data with the standard callbacks, then record it.
+
+        `callbacks` run after the error and gradient callbacks (so `EarlyStopping` can
+        monitor `dev_error`) and before MLflow recording. `jit_compile` is passed to
+        `reg_callbacks.train`: `False` skips XLA for layers without an XLA kernel (random
+        image augmentation) or runs too short to repay the compile.
+        """
+        from reg_callbacks import BiasVarianceCallback, GradientNormLogger, train
+        from reg_callbacks.training import DEFAULT_LOG_EVERY
+
+        data = self.data
+        log_every = log_every or min(DEFAULT_LOG_EVERY, iterations)
+        self.bias_variance = BiasVarianceCallback(
+            (data.x_train, data.y_train), (data.x_dev, data.y_dev), bayes_error=self.bayes_error
+        )
+        self.gradients = GradientNormLogger((data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]))
+        try:
+            self.history = train(
+                model,
+                data.x_train,
+                data.y_train,
+                iterations=iterations,
+                log_every=log_every,
+                batch_size=batch_size,
+                callbacks=[
+                    self.bias_variance,
+                    self.gradients,
+                    *callbacks,
+                    self.recorder.keras_callback(),
+                ],
+                shuffle_seed=seed,
+                jit_compile=jit_compile,
+            )
+            self._rediagnose_restored(model, callbacks, log_every)
+        finally:
+            self._record_training(log_every)
+        return self.history
+
+    def _rediagnose_restored(self, model, callbacks, log_every: int) -> None:
+        """After Keras put an `EarlyStopping`'s best weights back, measure those weights."""
+        restored = restored_best(model, callbacks, self.data, self.bayes_error, log_every)
+        if restored is None:
+            return
+        self.bias_variance.diagnosis, self.early_stopping = restored
+        self.recorder.log_final(self.early_stopping)
+        stopped = "stopped" if self.early_stopping["stopped_epoch"] else "ran to the end"
+        self.recorder.set_tags({"early_stopping": stopped})
+
+    def _record_training(self, log_every: int) -> None:
+        from reg_callbacks import plots
+
+        if self.bias_variance.diagnosis is not None:
+            self.recorder.log_diagnosis(self.bias_variance.diagnosis)
+        if self.gradients.health is not None:
+            self.recorder.set_tags(
+                {
+                    "gradient_health": self.gradients.health,
+                    "gradient_health_at_start": self.gradients.health_history[0],
+                }
+            )
+            self.log_figure(
+                plots.gradient_heatmap(
+                    self.gradients.history, self.gradients.epochs, iterations_per_epoch=log_every
+                ),
+                "gradient_norms.png",
+            )
+        history = self.bias_variance.history
+        if history["epoch"]:
+            steps = [(epoch + 1) * log_every for epoch in history["epoch"]]
+            self.log_figure(
+                plots.learning_curve(
+                    history,
+                    ["train_error", "dev_error"],
+                    steps=steps,
+                    ylabel="error",
+                    title="Train and dev error",
+                    hline=(self.bayes_error, "Bayes error"),
+                ),
+                "errors.png",
+            )
+
+    def log_figure(self, figure, name: str) -> None:
+        self.recorder.log_figure(figure, name)
+
+    def summary(self, **extra) -> dict:
+        """The numbers the CLI prints and the sweep tabulates; also stored as summary.json."""
+        diagnosis = self.bias_variance.diagnosis if self.bias_variance else None
+        summary = {"run_id": self.run_id}
+        if diagnosis is not None:
+            summary.update(
+                train_error=diagnosis.train_error,
+                dev_error=diagnosis.dev_error,
+                train_accuracy=1 - diagnosis.train_error,
+                dev_accuracy=1 - diagnosis.dev_error,
+                avoidable_bias=diagnosis.avoidable_bias,
+                variance=diagnosis.variance,
+                label=diagnosis.label,
+            )
+        if self.history is not None and self.history.history.get("loss"):
+            summary["final_cost"] = self.history.history["loss"][-1]
+        if self.gradients is not None and self.gradients.health is not None:
+            summary["gradient_health"] = self.gradients.health
+        summary.update(self.early_stopping)
+        summary.update(extra)
+        summary["seconds"] = round(time.perf_counter() - self._started, 3)
+        self.recorder.log_dict(summary, "summary.json")
+        return summary
+
+
+def restored_best(model, callbacks, data: DataSplit, bayes_error: float, log_every: int):
+    """(diagnosis, numbers) of the weights an `EarlyStopping(restore_best_weights=True)` in
+    `callbacks` put back at the end of training; None if there is none.
+
+    The numbers are its stopped and best interval (1-based; stopped 0 if it ran to the end),
+    the same in iterations, and `final_cost`, the restored weights' training cost (the run's
+    last logged cost is the stopped weights').
+    """
+    import keras
+
+    from reg_callbacks import classification_error, diagnose
+
+    stopper = next(
+        (
+            c
+            for c in callbacks
+            if isinstance(c, keras.callbacks.EarlyStopping)
+            and c.restore_best_weights
+            and c.best_weights is not None
+        ),
+        None,
+    )
+    if stopper is None:
+        return None
+    stopped = stopper.stopped_epoch > 0
+    train_error, dev_error = (
+        classification_error(y, model.predict_on_batch(x))
+        for x, y in ((data.x_train, data.y_train), (data.x_dev, data.y_dev))
+    )
+    cost = model.evaluate(
+        data.x_train, data.y_train, batch_size=len(data.x_train), verbose=0, return_dict=True
+    )["loss"]
+    numbers = {
+        "stopped_epoch": stopper.stopped_epoch + 1 if stopped else 0,
+        "best_epoch": stopper.best_epoch + 1,
+        "stopped_iteration": (stopper.stopped_epoch + 1) * log_every if stopped else 0,
+        "best_iteration": (stopper.best_epoch + 1) * log_every,
+        "final_cost": float(cost),
+    }
+    return diagnose(train_error, dev_error, bayes_error), numbers
+
+
+@contextlib.contextmanager
+def tracked_run(
+    cfg,
+    data: DataSplit,
+    *,
+    run_name: str,
+    bayes_error: float | None = None,
+    tags: Mapping[str, str] | None = None,
+    **where,
+) -> Iterator[TrackedRun]:
+    """Open an MLflow run for `cfg` on `data`; FINISHED on success, FAILED if the block raises.
+
+    Args:
+        cfg: The topic's Config dataclass; every field becomes a param.
+        data: Validated data (load it before calling this).
+        run_name: What the run is, for the runs table ("regularization l2 λ=0.7").
+        bayes_error: Defaults to the data's known Bayes error, else 0.
+        tags: Extra tags (the topic's own).
+        **where: `experiment`, `tracking_uri`, `parent_run_id`; see the module docstring.
+    """
+    bayes = bayes_error if bayes_error is not None else (data.bayes_error or 0.0)
+    tags = {"data_source": data.source, "data_hash": data.fingerprint(), **(tags or {})}
+    with parent_run(cfg, run_name=run_name, tags=tags, **where) as recorder:
+        yield TrackedRun(recorder, data, bayes)
+
+
+def parent_run(
+    cfg,
+    *,
+    run_name: str,
+    tags: Mapping[str, object] | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
+):
+    """A `RunRecorder` for `cfg` without data: the parent of a topic's child runs.
+
+    Same arguments as `tracked_run`; its children get `parent_run_id=recorder.run_id`.
+    """
+    import mlflow
+
+    from reg_callbacks import RunRecorder
+
+    check_tracking_uri(tracking_uri or mlflow.get_tracking_uri())
+    topic, description = topic_of(cfg)
+    experiment = experiment or topic
+    return RunRecorder(
+        experiment,
+        run_name=run_name,
+        params=dataclasses.asdict(cfg),
+        tags={"experiment": experiment, **(tags or {})},
+        description=description,
+        experiment_description=description,
+        tracking_uri=tracking_uri,
+        parent_run_id=parent_run_id,
+    )
+
+
+def topic_of(cfg) -> tuple[str, str | None]:
+    """The topic that defines `cfg`'s class: its name and its claim (first paragraph)."""
+    module = sys.modules.get(type(cfg).__module__)
+    name = type(cfg).__module__
+    if name == "__main__":
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None else name
+    doc = inspect.cleandoc(getattr(module, "__doc__", None) or "")
+    return name.rpartition(".")[2], doc.split("\n\n")[0] or None

@@ -1,0 +1,102 @@
+"""The benchmark scripts run end to end and report what they promise (no timing)."""
+
+import importlib.util
+import json
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+from support import REPO
+
+SCRIPT = REPO / "benchmarks" / "bench_training.py"
+CALLBACKS_SCRIPT = SCRIPT.parent / "bench_callbacks.py"
+CALLBACK_ROWS = (
+    "GradientNormLogger + BiasVarianceCallback",
+    "GradientNormLogger",
+    "BiasVarianceCallback",
+)
+VARIANTS = {"numpy", "fit", "train", "train+cb"}
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run_writes_finite_ratios(tmp_path):
+    report_path = tmp_path / "bench.json"
+    cases = "2-20-3-1 dropout,64-64-32-32-16-10 digits mb64"
+    command = [sys.executable, str(SCRIPT), "--iterations", "40", "--log-every", "20"]
+    command += ["--repeats", "1", "--fit-iterations", "2", "--cases", cases]
+    command += ["--json", str(report_path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "train/NumPy" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert {"machine", "iterations", "repeats", "log_every", "results"} <= set(report)
+    assert [r["case"] for r in report["results"]] == cases.split(",")
+    for result in report["results"]:
+        assert set(result["ms_per_step"]) == VARIANTS
+        assert {"train/numpy", "train+cb/train", "fit/numpy"} <= set(result["ratios"])
+        numbers = [*result["ms_per_step"].values(), *result["ratios"].values()]
+        numbers += [*result["trace_s"].values(), *result["final_cost"].values()]
+        assert all(math.isfinite(value) and value >= 0 for value in numbers), result
+    # The temporary MLflow store was used, not one in the working directory.
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_benchmark_refuses_an_unknown_case(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--cases", "no-such-net"])
+    assert exit_info.value.code == 2
+    assert "unknown case" in capsys.readouterr().err
+
+
+def _table_rows(stdout: str) -> dict[str, list[str]]:
+    """The printed table's rows by their first cell (rich's box drawing or plain `|`)."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in re.split(r"[│|┃]", line) if cell.strip()]
+        if cells:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.slow
+def test_callbacks_benchmark_smoke_run_prints_sane_ratios(tmp_path):
+    report_path = tmp_path / "bench.json"
+    command = [sys.executable, str(CALLBACKS_SCRIPT), "--repeats", "2", "--epochs", "1"]
+    command += ["--samples", "64", "--eval-rows", "32", "--probe-batch", "16"]
+    command += ["--json", str(report_path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _table_rows(done.stdout)
+    assert rows["callbacks"][:3] == ["fit ms/epoch", "+cb ms/epoch", "+cb/fit"]
+    for name in CALLBACK_ROWS:
+        fit_ms, cb_ms, ratio, pair_range, cpu_ratio = rows[name]
+        low, high = map(float, pair_range.split("-"))
+        numbers = [float(fit_ms), float(cb_ms), float(ratio), low, high, float(cpu_ratio)]
+        assert all(math.isfinite(value) and value > 0 for value in numbers), rows[name]
+        assert low <= float(ratio) <= high  # a median of the pairs lies within their range
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["repeats"] == 2 and report["weighted_layers"] > 50
+    for result in report["results"]:
+        # The callbacks did their work: a norm for every weighted layer, errors every epoch.
+        with_norms = "GradientNormLogger" in result["callbacks"]
+        with_errors = "BiasVarianceCallback" in result["callbacks"]
+        assert result["grad_norm_keys"] == (report["weighted_layers"] if with_norms else 0)
+        assert result["dev_error_epochs"] == (1 if with_errors else 0)
+
+
+def test_callbacks_benchmark_refuses_more_eval_rows_than_samples(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(CALLBACKS_SCRIPT.parent))  # it imports bench_training
+    spec = importlib.util.spec_from_file_location("bench_callbacks", CALLBACKS_SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--samples", "100", "--eval-rows", "200"])
+    assert exit_info.value.code == 2
+    assert "--eval-rows must be at most --samples" in capsys.readouterr().err
