@@ -84,8 +84,10 @@ def data_fingerprint(*arrays) -> str:
     return digest.hexdigest()[:16]
 
 
-def git_commit() -> str:
-    """The commit the user's code is at: HEAD of the git repository holding the running script.
+def git_commit(source: Path | None = None) -> str:
+    """The commit the user's code is at: HEAD of the git repository holding the running script
+    (or `source`, a file of that code, where the running script is someone else's, as in a
+    Ray worker).
 
     The script is the file `__main__` was loaded from: `python script.py`, the module's file
     for `python -m package.module`, and the parent's in multiprocessing's spawned workers.
@@ -99,7 +101,7 @@ def git_commit() -> str:
         script itself is not in it (untracked or ignored); "none" outside a git repository
         (or in one with no commit yet); "unknown" if git cannot be run.
     """
-    script = _main_file()
+    script = _main_file() if source is None else Path(source).resolve()
     where = script.parent if script is not None else Path.cwd()
     try:
         head = _git(where, "rev-parse", "--verify", "HEAD")

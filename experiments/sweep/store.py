@@ -285,6 +285,8 @@ def client_for(uri: str | None):
 
 
 def child_tags(plan_name: str, config: PlannedConfig) -> dict[str, str]:
+    from reg_callbacks.tracking import git_commit
+
     return {
         "sweep": plan_name,
         "sweep.role": "child",
@@ -292,6 +294,8 @@ def child_tags(plan_name: str, config: PlannedConfig) -> dict[str, str]:
         "sweep.experiment": config.experiment,
         "sweep.params": config.label or config.experiment,
         "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
+        # The checkout this worker runs the topics from: a Ray worker's own script is Ray's.
+        "git_commit": git_commit(Path(__file__)),
     }
 
 

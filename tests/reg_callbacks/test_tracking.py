@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from support import REPO
 
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
 from reg_callbacks.tracking import data_fingerprint, flatten, git_commit, tags_for_children_of
@@ -147,7 +148,6 @@ def test_keras_callback_logs_every_interval_at_its_iteration():
     assert train_error[-1].value == pytest.approx(bias_variance.diagnosis.train_error)
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Creates a run the way a user's script does and prints its id; the test reads the tag back.
 RECORDING_SCRIPT = """
 from reg_callbacks import RunRecorder
@@ -176,7 +176,7 @@ def _environment(*pythonpath: Path) -> dict[str, str]:
     overrides, and with this project (and `pythonpath`) importable from anywhere."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
     env["GIT_CONFIG_GLOBAL"] = os.devnull
-    paths = [*map(str, pythonpath), str(PROJECT_ROOT), env.get("PYTHONPATH")]
+    paths = [*map(str, pythonpath), str(REPO), env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return env
 
@@ -257,6 +257,19 @@ def test_git_commit_of_an_interactive_session_is_the_working_directorys(
     for main_file in (None, "<stdin>"):
         assert _git_commit_as_run_from(monkeypatch, main_file, cwd=repo) == head
         assert _git_commit_as_run_from(monkeypatch, main_file, cwd=outside) == "none"
+
+
+def test_git_commit_of_a_source_file_is_its_repositorys_whatever_runs(
+    tmp_path, outside, monkeypatch
+):
+    # A Ray worker's script is Ray's own: the sweep names the file of the code it runs.
+    repo = _user_repo(tmp_path / "user")
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    monkeypatch.chdir(outside)
+    for name in [name for name in os.environ if name.startswith("GIT_")]:
+        monkeypatch.delenv(name)
+    assert git_commit(repo / "userpkg" / "experiment.py") == _git(repo, "rev-parse", "HEAD")
+    assert git_commit() == "none"
 
 
 def test_git_commit_is_none_in_a_repository_without_commits(outside, monkeypatch):
