@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_training import timed, timed_with_cpu  # noqa: E402
+from bench_training import rich_table, timed, timed_with_cpu  # noqa: E402
 
 from reg_callbacks import BiasVarianceCallback, GradientNormLogger  # noqa: E402
 from reg_callbacks.gradient_norms import KEY_PREFIX  # noqa: E402
@@ -184,19 +184,7 @@ def print_table(report: dict, args) -> None:
         f"{args.eval_rows} train + {args.eval_rows} dev rows and a probe batch of "
         f"{args.probe_batch}; +cb/fit: median of {args.repeats} back-to-back pairs"
     )
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        print(" | ".join(headers))
-        for row in rows:
-            print(" | ".join(row))
-        return
-    table = Table(*headers, title=title)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=160).print(table)
+    rich_table(title, headers, rows, width=160)
 
 
 def main(argv=None) -> int:

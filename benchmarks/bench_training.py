@@ -413,19 +413,19 @@ def print_table(results: list[dict]) -> None:
                 f"{r['final_cost']['train']:.5f}",
             ]
         )
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(" | ".join(headers))
-        for row in rows:
-            print(" | ".join(row))
-        return
     title = "ms per training step: fastest repeat; +cb/train: median of back-to-back pairs"
+    rich_table(title, headers, rows, width=200)
+
+
+def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int) -> None:
+    """A rich table of the benchmark's rows."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(*headers, title=title)
     for row in rows:
         table.add_row(*row)
-    Console(width=200).print(table)
+    Console(width=width).print(table)
 
 
 def main(argv=None) -> int:

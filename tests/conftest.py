@@ -1,10 +1,15 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Processes the tests start (CLIs, a Ray head whose workers import test modules) find the
-# shared `support` module as pytest's `pythonpath` setting lets the tests themselves.
+# Processes the tests start (CLIs, benchmark scripts, a Ray head whose workers import test
+# modules) find the shared `support` module as pytest's `pythonpath` setting lets the tests
+# themselves. The checkout comes first: tests/reg_callbacks/ and tests/experiments/ would
+# otherwise stand in for the packages as empty namespace packages.
 _TESTS = os.path.dirname(os.path.abspath(__file__))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_TESTS, os.environ.get("PYTHONPATH")]))
+_REPO = os.path.dirname(_TESTS)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [_REPO, _TESTS, os.environ.get("PYTHONPATH")])
+)
 
 import mlflow  # noqa: E402
 import pytest  # noqa: E402
