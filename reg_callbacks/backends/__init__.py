@@ -32,17 +32,23 @@ import keras
 SUPPORTED = ("tensorflow", "jax")
 
 _COMPILED = weakref.WeakKeyDictionary()
+_LOADED: dict = {}
 
 
 def current():
     """The backend module for Keras's backend of this process."""
     name = keras.backend.backend()
-    if name not in SUPPORTED:
-        raise NotImplementedError(
-            f"reg_callbacks runs on Keras's {' and '.join(SUPPORTED)} backends; this process "
-            f"uses {name!r} (set KERAS_BACKEND before importing Keras)."
-        )
-    return importlib.import_module(f"reg_callbacks.backends.{name}")
+    module = _LOADED.get(name)
+    if module is None:
+        if name not in SUPPORTED:
+            raise NotImplementedError(
+                f"reg_callbacks runs on Keras's {' and '.join(SUPPORTED)} backends; this "
+                f"process uses {name!r} (set KERAS_BACKEND before importing Keras)."
+            )
+        # Imported once: graph code calls this too, and AutoGraph, tracing an import, warns
+        # that it cannot convert importlib's internals.
+        module = _LOADED[name] = importlib.import_module(f"reg_callbacks.backends.{name}")
+    return module
 
 
 def cached_for_model(model: keras.Model, key: tuple, make):
