@@ -25,7 +25,6 @@ Run: `python benchmarks/bench_callbacks.py [--repeats R] [--epochs E] [--json PA
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_training import rich_table, timed, timed_with_cpu  # noqa: E402
+from bench_training import finish, rich_table, timed, timed_with_cpu  # noqa: E402
 
 from reg_callbacks import BiasVarianceCallback, GradientNormLogger  # noqa: E402
 from reg_callbacks.gradient_norms import KEY_PREFIX  # noqa: E402
@@ -224,14 +223,7 @@ def main(argv=None) -> int:
     print_table(report, args)
     first_fit = ", ".join(f"{name} {s:.1f} s" for name, s in report["first_fit_s"].items())
     print(f"first fit (one epoch, tracing included): {first_fit}")
-    print(
-        "load average (1 min) before/after: "
-        f"{load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}"
-    )
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
-    return 0
+    return finish(report, load_before, args.json)
 
 
 if __name__ == "__main__":

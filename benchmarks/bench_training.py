@@ -417,6 +417,18 @@ def print_table(results: list[dict]) -> None:
     rich_table(title, headers, rows, width=200)
 
 
+def finish(report: dict, load_before, json_path: str | None) -> int:
+    """Print the load the run saw and write the report to `json_path` if given."""
+    print(
+        "load average (1 min) before/after: "
+        f"{load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}"
+    )
+    if json_path:
+        with open(json_path, "w") as file:
+            json.dump(report, file, indent=2)
+    return 0
+
+
 def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int) -> None:
     """A rich table of the benchmark's rows."""
     from rich.console import Console
@@ -482,14 +494,7 @@ def main(argv=None) -> int:
         "results": results,
     }
     print_table(results)
-    print(
-        "load average (1 min) before/after: "
-        f"{load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}"
-    )
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
-    return 0
+    return finish(report, load_before, args.json)
 
 
 def _create_experiment(tracking_uri: str, artifact_root: str) -> None:
