@@ -157,7 +157,7 @@ def _median(pairs, variant: str, measure: str) -> float:
     return statistics.median(pair[variant][measure] for pair in pairs)
 
 
-def print_table(report: dict, args) -> None:
+def print_table(report: dict, args) -> dict:
     headers = [
         "callbacks",
         "fit ms/epoch",
@@ -183,7 +183,7 @@ def print_table(report: dict, args) -> None:
         f"{args.eval_rows} train + {args.eval_rows} dev rows and a probe batch of "
         f"{args.probe_batch}; +cb/fit: median of {args.repeats} back-to-back pairs"
     )
-    rich_table(title, headers, rows, width=160)
+    return rich_table(title, headers, rows, width=160)
 
 
 def main(argv=None) -> int:
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
         "keras": keras.__version__,
         "numpy": np.__version__,
     }
-    print_table(report, args)
+    report["table"] = print_table(report, args)
     first_fit = ", ".join(f"{name} {s:.1f} s" for name, s in report["first_fit_s"].items())
     print(f"first fit (one epoch, tracing included): {first_fit}")
     return finish(report, load_before, args.json)

@@ -62,7 +62,12 @@ def main(argv=None) -> int:
         f"{'total':16} {total:6.1f} s  ({len(results)} experiments, load {os.getloadavg()[0]:.1f})"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "total_s": total}, indent=2))
+        rows = [[r["experiment"], f"{r['seconds']:.1f}", str(r["exit"])] for r in results]
+        rows.append(["total", f"{total:.1f}", ""])
+        title = f"`python -m experiments.<name>`, each a fresh process ({len(results)} experiments)"
+        table = {"title": title, "headers": ["experiment", "seconds", "exit code"], "rows": rows}
+        report = {"results": results, "total_s": total, "table": table}
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0 if all(r["exit"] == 0 for r in results) else 1
 
 

@@ -375,7 +375,7 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
     }
 
 
-def print_table(results: list[dict]) -> None:
+def print_table(results: list[dict]) -> dict:
     headers = [
         "net",
         "NumPy ms",
@@ -414,7 +414,7 @@ def print_table(results: list[dict]) -> None:
             ]
         )
     title = "ms per training step: fastest repeat; +cb/train: median of back-to-back pairs"
-    rich_table(title, headers, rows, width=200)
+    return rich_table(title, headers, rows, width=200)
 
 
 def finish(report: dict, load_before, json_path: str | None) -> int:
@@ -429,8 +429,12 @@ def finish(report: dict, load_before, json_path: str | None) -> int:
     return 0
 
 
-def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int) -> None:
-    """A rich table of the benchmark's rows."""
+def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int) -> dict:
+    """Print a rich table of the benchmark's rows; return it for the report's `table`.
+
+    `benchmarks/results.py` renders a report's `table` onto the results page, so the page
+    shows exactly what the benchmark printed.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -438,6 +442,7 @@ def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int
     for row in rows:
         table.add_row(*row)
     Console(width=width).print(table)
+    return {"title": title, "headers": headers, "rows": rows}
 
 
 def main(argv=None) -> int:
@@ -493,7 +498,7 @@ def main(argv=None) -> int:
         "log_every": args.log_every,
         "results": results,
     }
-    print_table(results)
+    report["table"] = print_table(results)
     return finish(report, load_before, args.json)
 
 

@@ -1,19 +1,27 @@
-"""Regenerate docs/results.md and the README's sweep table: measured numbers in one place.
+"""Regenerate docs/results.md: every number this project measures, in one generated page.
 
-Runs the default sweep (`python -m experiments.sweep`, the course preset) on a fresh MLflow
-store in a temporary folder, and writes its table, next to the course's own numbers, into
-`docs/results.md` and between the `results:sweep` markers of README.md.
-`tests/sweep/test_results.py` fails when the README's table and the sweep disagree.
-`--benchmarks` also runs `benchmarks/bench_training.py` (minutes) and adds its table.
+The page has one section per source, each between `<!-- results:NAME -->` markers, each
+with the command that measured it, the day and the machine's load:
 
-Run: `python benchmarks/results.py` (~2 min on 2 cores), or `--csv sweep_results/course.csv`
-to use the summary of a sweep just run in which every config ran (none skipped).
+- `sweep`: the course sweep (`python -m experiments.sweep` on a fresh MLflow store in a
+  temporary folder) beside the course's own numbers. Its table is also written between the
+  README's `results:sweep` markers; `tests/sweep/test_results.py` fails when the README's
+  table and what the sweep prints disagree.
+- `topics`: each topic's own numbers from the same sweep (every run's `summary.json`): the
+  figures its docstring's claim is about, for its defaults.
+- the benchmarks (`training`, `callbacks`, `sweep-throughput`, `experiments`), each run only
+  when named in `--benchmarks` (minutes each); a section not run again is kept as it was.
+  A benchmark's `--json` report carries the `table` it printed, which is what lands here.
+
+Run: `python benchmarks/results.py` (a couple of minutes on 2 cores), or
+`python benchmarks/results.py --benchmarks training,callbacks` to measure those too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -28,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from experiments.sweep.report import markdown_table, read_csv  # noqa: E402
 
+PAGE = REPO / "docs" / "results.md"
 README_MARKERS = ("<!-- results:sweep -->", "<!-- /results:sweep -->")
 SWEEP_COMMAND = "python -m experiments.sweep"
 # The course's train/dev error for a config, where the course reports one (its notebooks;
@@ -40,15 +49,42 @@ COURSE = {
     ("regularization", "variant=l2"): (0.062, 0.070),
     ("regularization", "variant=dropout"): (0.071, 0.05),
 }
+# script, heading and what the section shows; `--benchmarks` names the keys.
+BENCHMARKS = {
+    "training": (
+        "bench_training.py",
+        "Training speed",
+        "Per step: a course-style NumPy loop, naive `model.fit`, `train()` and `train()` with the "
+        "standard callbacks and MLflow recording, side by side in one run.",
+    ),
+    "callbacks": (
+        "bench_callbacks.py",
+        "Callback overhead on a user's model",
+        "What `GradientNormLogger` and `BiasVarianceCallback` add to plain `model.fit` on a small "
+        "`keras.applications.MobileNet`: fits with and without them, back to back.",
+    ),
+    "sweep-throughput": (
+        "bench_sweep.py",
+        "Sweep throughput",
+        "Fresh processes one config each against the sweep's long-lived workers.",
+    ),
+    "experiments": (
+        "bench_experiments.py",
+        "Every experiment from the command line",
+        "Each `python -m experiments.<name>` on its defaults, one after another.",
+    ),
+}
+SECTIONS = ("sweep", "topics", *BENCHMARKS)
+# Summary keys that say nothing about the topic (at any depth), and what the sweep table shows.
+NOT_MEASURED = {"run_id", "seconds"}
+IN_SWEEP_TABLE = {"train_error", "dev_error", "label"}
 
 
-def run_sweep(folder: Path) -> tuple[Path, float]:
-    """The course sweep on a fresh store in `folder`; its summary CSV and wall seconds."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+def run_sweep(folder: Path) -> tuple[list[dict], str, str]:
+    """The course sweep on a fresh store in `folder`: its records, store URI and timing."""
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": _pythonpath()}
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "experiments.sweep", "--out", str(folder / "out")],
@@ -56,17 +92,18 @@ def run_sweep(folder: Path) -> tuple[Path, float]:
         env=env,
         check=True,
     )
-    return folder / "out" / "course.csv", time.perf_counter() - started
-
-
-def sweep_section(records: list[dict], wall: float | None) -> str:
-    ran = [r for r in records if r["status"] == "FINISHED"]
-    if len(ran) != len(records):
+    wall = time.perf_counter() - started
+    timing = f"{wall:.0f} s for the whole command, {_load(load_before)}"
+    records = read_csv(folder / "out" / "course.csv")
+    if any(r["status"] != "FINISHED" for r in records):
         raise SystemExit(
             "every config must have run in this sweep (none skipped or failed); got "
             + ", ".join(sorted({r["status"] for r in records}))
         )
-    timing = f", {wall:.0f} s for the whole command" if wall else ""
+    return records, tracking_uri, timing
+
+
+def sweep_section(records: list[dict], timing: str) -> str:
     course = [
         f"| {experiment} | {config} | {train:.3f} | {dev:.3f} |"
         for (experiment, config), (train, dev) in COURSE.items()
@@ -75,8 +112,8 @@ def sweep_section(records: list[dict], wall: float | None) -> str:
         [
             "## The course sweep",
             "",
-            f"`{SWEEP_COMMAND}` on a fresh store ({len(records)} configs{timing}). Errors are",
-            "fractions; the bias/variance runs' Bayes error is 0.1 by construction.",
+            f"`{SWEEP_COMMAND}` on a fresh store ({len(records)} configs; {_measured(timing)}). "
+            "Errors are fractions; the bias/variance runs' Bayes error is 0.1 by construction.",
             "",
             markdown_table(records).rstrip(),
             "",
@@ -90,20 +127,79 @@ def sweep_section(records: list[dict], wall: float | None) -> str:
     )
 
 
-def benchmark_section(report: dict) -> str:
-    rows = [
-        "| net | NumPy ms/step | fit ms/step | train ms/step | train / NumPy "
-        "| with callbacks / train |",
-        "|---|---:|---:|---:|---:|---:|",
+def topics_section(records: list[dict], tracking_uri: str) -> str:
+    """Per topic, every number of its runs' summaries: a row a number, a column a config."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    by_topic: dict[str, list[tuple[str, dict]]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for record in records:
+            path = client.download_artifacts(record["run_id"], "summary.json", folder)
+            summary = json.loads(Path(path).read_text(encoding="utf-8"))
+            by_topic.setdefault(record["experiment"], []).append(
+                (record["config"] or "(defaults)", _flat(summary))
+            )
+    parts = [
+        "## What each topic measured",
+        "",
+        f"From the same sweep: every number in each run's `summary.json` ({_measured()}). "
+        "`python -m experiments.<topic> --help` lists a topic's flags; its docstring states the "
+        "claim and the course's number.",
     ]
-    for result in report["results"]:
-        ms, ratios = result["ms_per_step"], result["ratios"]
-        rows.append(
-            f"| {result['case']} | {ms['numpy']:.3f} | {ms['fit']:.1f} | {ms['train']:.3f} | "
-            f"{ratios['train/numpy']:.2f} | {ratios['train+cb/train']:.3f} |"
-        )
-    command = f"python benchmarks/bench_training.py --repeats {report['repeats']}"
-    return "\n".join(["## Training speed", "", f"`{command}`:", "", *rows])
+    for topic, runs in by_topic.items():
+        keys = [
+            k
+            for k in dict.fromkeys(k for _, s in runs for k in s)
+            if k not in IN_SWEEP_TABLE and k.rsplit("/", 1)[-1] not in NOT_MEASURED
+        ]
+        parts += ["", f"### {topic}", "", _markdown(["", *(c for c, _ in runs)], [
+            [key, *(_cell(summary.get(key)) for _, summary in runs)] for key in keys
+        ])]  # fmt: skip
+    return "\n".join(parts)
+
+
+def benchmark_section(name: str, folder: Path) -> str:
+    script, heading, what = BENCHMARKS[name]
+    report_path = folder / f"{name}.json"
+    load_before = os.getloadavg()[0]
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--json", str(report_path)],
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
+        check=True,
+    )
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    if "table" not in report:
+        raise SystemExit(f"benchmarks/{script} --json wrote no `table` to render")
+    table = report["table"]
+    load = _load(load_before)
+    return "\n".join(
+        [
+            f"## {heading}",
+            "",
+            f"{what} `python benchmarks/{script}` ({_measured(load)}): {table['title']}.",
+            "",
+            _markdown(table["headers"], table["rows"]),
+        ]
+    )
+
+
+def write_page(sections: dict[str, str]) -> None:
+    """The page with `sections` replaced; sections not measured this time stay as they were."""
+    old = PAGE.read_text(encoding="utf-8") if PAGE.exists() else ""
+    parts = [
+        "# Measured results",
+        "Generated by `python benchmarks/results.py`; do not edit by hand. Each section names "
+        "the command that measured it.",
+    ]
+    for name in SECTIONS:
+        start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+        kept = re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), old, re.S)
+        body = sections.get(name) or (kept.group(1) if kept else None)
+        if body is None:
+            body = f"Not measured yet: `python benchmarks/results.py --benchmarks {name}`."
+        parts.append(f"{start}\n{body}\n{end}")
+    PAGE.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 
 def write_readme(records: list[dict]) -> None:
@@ -117,36 +213,73 @@ def write_readme(records: list[dict]) -> None:
     readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
 
 
+def _flat(summary: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value).replace("|", "\\|")
+
+
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _measured(extra: str = "") -> str:
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"measured {day}, {machine}" + (f", {extra}" if extra else "")
+
+
+def _load(before: float) -> str:
+    """Other work on the machine slows wall times (not the paired ratios): say how much ran."""
+    return f"load average {before:.1f} before, {os.getloadavg()[0]:.1f} after"
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--csv", type=Path, help="the summary CSV of a sweep just run")
-    parser.add_argument("--benchmarks", action="store_true", help="also run bench_training.py")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        wall = None
-        csv_path = args.csv
-        if csv_path is None:
-            csv_path, wall = run_sweep(Path(folder))
-        records = read_csv(csv_path)
-        sections = [sweep_section(records, wall)]
-        if args.benchmarks:
-            json_path = Path(folder) / "bench.json"
-            script = REPO / "benchmarks" / "bench_training.py"
-            subprocess.run([sys.executable, str(script), "--json", str(json_path)], check=True)
-            sections.append(benchmark_section(json.loads(json_path.read_text())))
-    load = os.getloadavg()[0]  # other work on the machine slows the wall time, not the numbers
-    machine = f"{os.cpu_count()} cores, load average {load:.1f}, Python {platform.python_version()}"
-    page = "\n\n".join(
-        [
-            "# Measured results",
-            "Generated by `python benchmarks/results.py` on "
-            f"{time.strftime('%Y-%m-%d', time.gmtime())} ({machine}); do not edit by hand.",
-            *sections,
-        ]
+    parser.add_argument(
+        "--benchmarks",
+        default="",
+        metavar="NAMES",
+        help=f"comma-separated benchmarks to run as well: {', '.join(BENCHMARKS)}",
     )
-    (REPO / "docs" / "results.md").write_text(page + "\n", encoding="utf-8")
+    args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    with tempfile.TemporaryDirectory() as folder:
+        records, tracking_uri, timing = run_sweep(Path(folder))
+        sections = {
+            "sweep": sweep_section(records, timing),
+            "topics": topics_section(records, tracking_uri),
+        }
+        for name in wanted:
+            sections[name] = benchmark_section(name, Path(folder))
+    write_page(sections)
     write_readme(records)
-    print(f"wrote docs/results.md and the README's sweep table ({len(records)} configs)")
+    print(f"wrote {PAGE.relative_to(REPO)} ({', '.join(sections)}) and the README's sweep table")
 
 
 if __name__ == "__main__":

@@ -2,70 +2,59 @@
 
 The course's net 2→20→3→1 (ReLU, ReLU, sigmoid), full-batch gradient descent, learning rate
 0.3, 30 000 iterations, weights normal with variance 1/n_in, biases zero. The course reports
-train / dev accuracy on its own 2-D file; without a file we use two noisy moons (noise 0.25,
-100 train / 1000 dev examples) whose Bayes error is 0.057 (computed, see `moons_bayes_error`),
-so a train accuracy above ~0.94 means fitting noise. Train / dev accuracy:
-
-| variant         | course (its file) | here, seed 1  | dev, seeds 1 / 2 / 3  | label, seed 1 |
-|-----------------|-------------------|---------------|-----------------------|---------------|
-| none            | 0.948 / 0.915     | 1.000 / 0.886 | 0.886 / 0.890 / 0.885 | high variance |
-| l2, λ = 0.7     | 0.938 / 0.930     | 0.910 / 0.923 | 0.923 / 0.920 / 0.922 | low / low     |
-| dropout, 0.86   | 0.929 / 0.95 (*)  | 0.960 / 0.904 | 0.904 / 0.911 / 0.899 | high variance |
-| l1, λ = 0.7     | —                 | 0.890 / 0.915 | 0.915 / 0.934 / 0.902 | high bias     |
-| early_stopping  | —                 | 0.960 / 0.905 | 0.905 / 0.894 / 0.903 | high variance |
-
-Unregularized, the net fits the 100 training examples perfectly, 6 points past the Bayes
-accuracy (0.943), and leaves a gap of 11.4 points (9.5–11.4 over the seeds). Every variant
-narrows it and raises the dev accuracy on every seed. L2 closes it (gaps −1.3 / −1.0 / 0.8,
-dev +3 points) by giving up 9 points of train accuracy, as in the course. L1 at the same λ
-is stronger still: seed 1 ends 0.3 points past the 5-point avoidable-bias threshold, labelled
-high bias — too much regularization trades variance for bias (seeds 2 and 3: low / low).
-Dropout at the course's keep_prob 0.86 is the mildest: gaps 5.6 / 6.9 / 7.1, dev +1.4 to +2.1
-points; a layer of 3 units has little to thin out, and dropping one drops a third of its
-features. Early stopping: gaps 5.5 / 4.6 / 3.7.
+train / dev accuracy on its own 2-D file: none 0.948 / 0.915, L2 (λ = 0.7) 0.938 / 0.930,
+dropout (keep_prob 0.86) 0.929 / 0.95. Without that file we use two noisy moons (noise 0.25,
+100 train / 1000 dev examples) whose Bayes error is 0.057 (computed, see
+`moons_bayes_error`), so a train accuracy above ~0.94 means fitting noise. The claim is the
+course's: unregularized, the net fits its training set past the Bayes accuracy and leaves a
+gap to the dev set; every variant narrows the gap and raises the dev accuracy, L2 by giving
+up train accuracy as in the course (`tests/experiments/test_regularization.py` checks none,
+L2 and dropout on the defaults). L1 at the same λ is stronger than L2 and can tip a seed
+into high bias: too much regularization trades variance for bias. Dropout at the course's
+keep_prob 0.86 is the mildest: a layer of 3 units has little to thin out, and dropping one
+drops a third of its features.
 
 Why this data: at the course's size (211 train / 200 dev, noise 0.3) the net fit only a few
 points past the Bayes accuracy, and dropout at 0.86 moved the dev accuracy by less than the
 ±2-point sampling error of 200 dev examples (up or down depending on the seed). A grid over
-100–300 training examples and noise 0.25–0.35 (default moons draw, seeds 1–3) picked the set
-where the unregularized net overfits most clearly; 1000 dev examples bring the sampling
-error to ±1 point. The dropout result is the least robust one: on two other draws of the
-moons (`noisy_moons(seed=1 or 2)`) keep_prob 0.86 changed the dev accuracy by −1.2 to +1.3
-points, while L2 gained 0.8–2.5 points on every seed (leaving aside one unregularized run
-that stalled at 0.82 dev accuracy). `--n-train 300` shows the other remedy for variance,
-more data: unregularized, the gap shrinks to 3.0–4.5 points (dev 0.918–0.929).
+100–300 training examples and noise 0.25–0.35 picked the set where the unregularized net
+overfits most clearly; 1000 dev examples bring the sampling error to ±1 point. Dropout is
+the least robust result: on other draws of the moons keep_prob 0.86 moves the dev accuracy
+either way, while L2 gains on every draw. `--n-train 300` shows the other remedy for
+variance, more data.
 
 How the course's numbers map onto Keras:
 - L2: the course's cost is J = cross-entropy + λ/(2m)·Σ‖W‖²_F (m training examples, kernels
   only). Keras adds a layer's penalty to the *mean* batch loss, so `L2(λ/(2m))` is exactly
   that cost (a test compares it with the formula by hand). Its gradient λ/m·W makes every
-  step first multiply W by 1 − αλ/m = 0.9979 (metric `weight_decay_factor`): weight decay.
-  Σ‖W‖² ends at 28 against 542 unregularized (metric `weight_sq_norm`). ReLU units that
-  die get no data gradient, so their weights decay to zero: L2 also shows 38 % `sparsity`.
-- L1: the analogue λ/m·Σ|W| is `L1(λ/m)`; each step moves every weight αλ/m = 0.0021 towards
-  zero, so many end up hovering there: 43 % of the weights have |w| < 1e-3 (`sparsity`).
+  step first multiply W by 1 − αλ/m (metric `weight_decay_factor`): weight decay, visible
+  in `weight_sq_norm`. ReLU units that die get no data gradient, so their weights decay to
+  zero: L2 also shows `sparsity`.
+- L1: the analogue λ/m·Σ|W| is `L1(λ/m)`; each step moves every weight αλ/m towards zero, so
+  many end up hovering there (`sparsity`: the share of weights with |w| < 1e-3).
 - Dropout: `Dropout(rate=1 − keep_prob)` after both hidden layers, inverted like the
-  course's (see `experiments.dropout_check`). (*) The course's `forward_propagation_with_
+  course's (see `experiments.dropout_check`). The course's `forward_propagation_with_
   dropout` calls `np.random.seed(1)` at its top, so its masks D1, D2 are the same at every
   iteration: it fits one fixed thinned copy of the training set rather than averaging over
   random sub-networks, and its 0.929 / 0.95 is the outcome of that one mask. Keras draws a
-  fresh mask every step; on the course's file that gives about 0.95 / 0.93 (course-style
-  re-runs over 4 seeds: train 0.948–0.953, dev 0.925–0.935), the figure `--variant dropout
-  --data data.mat` is for (the file is not bundled, so it is not re-measured here). There is
-  no fixed-mask variant: it would take a custom layer to copy what is a bug.
+  fresh mask every step, which `--variant dropout --data data.mat` shows on the course's
+  file (not bundled). There is no fixed-mask variant: it would take a custom layer to copy
+  what is a bug.
 - Early stopping: `EarlyStopping(monitor="dev_error", mode="min", patience=3,
-  restore_best_weights=True)`, patience in logging intervals of 1000 iterations. Seed 1 stops
-  at iteration 5000 and restores iteration 2000 (metrics `stopped_iteration`,
-  `best_iteration`; Keras-3 MLflow autologging omits them); train/dev error are re-measured
-  on the restored weights. The dev error picked this way is slightly optimistic: it was
-  selected on the dev set.
+  restore_best_weights=True)`, patience in logging intervals of 1000 iterations (metrics
+  `stopped_iteration`, `best_iteration`; Keras-3 MLflow autologging omits them); train/dev
+  error are re-measured on the restored weights. The dev error picked this way is slightly
+  optimistic: it was selected on the dev set.
 
 Early stopping vs L2 (orthogonalization): early stopping gets its dev accuracy by *not*
-minimizing J (its restored weights have cost 0.127, against 0.0004 after 30 000 unregularized
-steps; it ran 5000), so one knob controls both "fit the training set" and "don't overfit",
-and here it ends 1.8 points of dev accuracy below L2. L2 keeps the two apart: run
+minimizing J (its restored weights' cost stays far above the unregularized net's), so one
+knob controls both "fit the training set" and "don't overfit". L2 keeps the two apart: run
 gradient descent to convergence on J + penalty, then tune λ on its own — at the price of a
 search over λ, several full runs where early stopping needs one short run.
+
+What this code measures on its defaults: `docs/results.md` (generated by
+`python benchmarks/results.py`); `python -m experiments.sweep --preset regularization-grid`
+crosses λ and keep_prob.
 
 Run: `python -m experiments.regularization --variant l2` (or none, l1, dropout,
 early_stopping); `--data data.mat` runs it on the course's own file (keys X, y, Xval, yval).

@@ -8,6 +8,8 @@ otherwise it runs the sweep itself (a couple of minutes).
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
+from experiments.harness.registry import EXPERIMENTS
 from experiments.sweep.plan import plan_from_args
 from experiments.sweep.report import markdown_table, read_csv, stable_columns, write_csv
 
@@ -97,3 +100,28 @@ def run_sweep(folder: Path) -> list[dict]:
 def test_the_readme_sweep_table_is_what_the_sweep_prints(tmp_path):
     records = fresh_summary() or run_sweep(tmp_path)
     assert readme_table() == markdown_table(records), REGENERATE
+
+
+def test_topic_docstrings_keep_measured_tables_out():
+    """A docstring states the claim, the course's number and the command; what the code
+    measures is on the generated results page, where it cannot go stale."""
+    for name in EXPERIMENTS:
+        path = REPO / "experiments" / f"{name}.py"
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        tables = [line for line in docstring.splitlines() if line.lstrip().startswith("|")]
+        assert not tables, f"{path.name}'s docstring holds a table: {tables[0]!r}"
+
+
+def test_the_readme_links_to_every_section_of_the_results_page():
+    spec = importlib.util.spec_from_file_location("results", REPO / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    page = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    for name in results.SECTIONS:
+        assert f"<!-- results:{name} -->" in page, f"docs/results.md has no {name} section"
+    headings = {line.lstrip("# ").strip() for line in page.splitlines() if line.startswith("#")}
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    anchors = re.findall(r"\(docs/results\.md#([\w-]+)\)", readme)
+    assert set(EXPERIMENTS) - {"toy"} <= set(anchors)
+    missing = [anchor for anchor in anchors if anchor not in headings]
+    assert not missing, f"README links to results-page sections that do not exist: {missing}"
