@@ -7,12 +7,16 @@ Each function is jitted once per model (`cached_for_model`) and traced once per 
 
 float64 is a process-wide switch on JAX (`jax_enable_x64`); `float64_scope` turns it on for
 the calling thread only, for the length of a gradient check (`jax.enable_x64`), so the rest
-of the process keeps JAX's float32 defaults.
+of the process keeps JAX's float32 defaults. Keras's type promotion also maps float64 to
+float32 on every backend but TensorFlow (tanh, RNN cells, loss means): the scope lifts that
+mapping for its length too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +24,10 @@ import keras
 import numpy as np
 
 from reg_callbacks.backends import cached_for_model
+
+# Keras's promotion table, which demotes float64 to float32 off TensorFlow: no public API
+# reaches it, and without lifting it a float64 gradient check is not float64 on JAX.
+from keras.src.backend.common import dtypes as keras_dtypes
 
 # `train`'s loop computes no interval probes: it writes the weights back after each interval,
 # and the callbacks run their own jitted functions on them, as under `fit`.
@@ -78,12 +86,33 @@ def to_numpy(value) -> np.ndarray:
     return np.asarray(value.value if isinstance(value, keras.Variable) else value)
 
 
-def float64_scope():
-    """float64 arrays for the calling thread, until the block exits (`jax.enable_x64`).
+_KERAS_FLOAT64_PROMOTION = keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"]
+_promotion_lock = threading.Lock()
+_promotion_users = 0
 
-    JAX's jit caches key on the setting, so functions traced inside are traced anew.
+
+@contextlib.contextmanager
+def float64_scope():
+    """float64 arrays for the calling thread (`jax.enable_x64`), and Keras's type promotion
+    keeping float64, until the block exits.
+
+    JAX's jit caches key on the x64 setting, so functions traced inside are traced anew.
+    Keras's table is process-wide: it is lifted when the first block (in any thread) enters
+    and put back when the last one exits; only float64 inputs reach the entry it changes.
     """
-    return jax.enable_x64(True)
+    global _promotion_users
+    with _promotion_lock:
+        if _promotion_users == 0:
+            keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
+        _promotion_users += 1
+    try:
+        with jax.enable_x64(True):
+            yield
+    finally:
+        with _promotion_lock:
+            _promotion_users -= 1
+            if _promotion_users == 0:
+                keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = _KERAS_FLOAT64_PROMOTION
 
 
 def analytic_gradient(model, variables, x, y, cost):
@@ -101,10 +130,9 @@ def analytic_gradient(model, variables, x, y, cost):
     demoted = _float64_demotions(jax.make_jaxpr(stateless_cost)(values, x, y).jaxpr)
     if demoted:
         raise RuntimeError(
-            "gradient_check could not run the model in float64 on JAX: Keras computes these "
-            "in float32 even from float64 inputs (its type promotion maps float64 to float32 "
-            f"on every backend but TensorFlow): {', '.join(demoted)}. Check the model with "
-            "KERAS_BACKEND=tensorflow."
+            "gradient_check could not run the model in float64 on JAX: these parts cast "
+            f"float64 to float32: {', '.join(demoted)}. Make them follow their inputs' dtype "
+            "(or the layer's dtype policy)."
         )
     (value, y_pred), grads = jax.jit(jax.value_and_grad(stateless_cost, has_aux=True))(values, x, y)
     return value, y_pred, [np.asarray(g) for g in grads]
@@ -128,8 +156,14 @@ def _float64_demotions(jaxpr) -> list[str]:
 
 
 def vectorized_costs(cost_at):
-    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `vmap`."""
-    costs_at = jax.jit(jax.vmap(cost_at))
+    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `lax.map`.
+
+    One pass after another inside the compiled loop, not a `vmap`: batching passes that each
+    perturb a different weight batches the weights themselves, and XLA's CPU code for a
+    convolution with a kernel per batch element needs memory per element (tens of GB on
+    MobileNet); on an MLP the loop was faster too.
+    """
+    costs_at = jax.jit(lambda indices, steps: jax.lax.map(lambda a: cost_at(*a), (indices, steps)))
     return lambda indices, steps: np.asarray(costs_at(jnp.asarray(indices), jnp.asarray(steps)))
 
 
