@@ -13,9 +13,9 @@ the cost that training minimizes (compiled loss with its `loss_weights`, plus
 `model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes are
 compiled, as under `fit`, so a custom gradient that works in training works here. The 2n
 perturbed costs are evaluated in chunks, each one compiled call over `StatelessScope`
-forward passes (`tf.vectorized_map`; a `lax.map` loop on JAX), so a 10k-parameter MLP checks in about 5 s
-on two CPU cores (TensorFlow, batch of 64; the cost grows with parameters squared times
-batch size). For larger models, `max_params` checks a random subset.
+forward passes (`tf.vectorized_map`; a `lax.map` loop on JAX), so a 10k-parameter MLP
+checks in about 5 s on two CPU cores (TensorFlow, batch of 64; the cost grows with
+parameters squared times batch size). For larger models, `max_params` checks a random subset.
 
 On JAX, float64 is switched on for the check only (`backends.jax.float64_scope`: JAX's x64
 and Keras's type promotion, which otherwise demotes float64 off TensorFlow), and a model

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from reg_callbacks.backends import cached_for_model
-
 # Keras's promotion table, which demotes float64 to float32 off TensorFlow: no public API
 # reaches it, and without lifting it a float64 gradient check is not float64 on JAX.
 from keras.src.backend.common import dtypes as keras_dtypes
+
+from reg_callbacks.backends import cached_for_model
 
 # `train`'s loop computes no interval probes: it writes the weights back after each interval,
 # and the callbacks run their own jitted functions on them, as under `fit`.
