@@ -7,7 +7,11 @@ Each function is jitted once per model (`cached_for_model`) and traced once per 
 
 float64 is a process-wide switch on JAX (`jax_enable_x64`); `float64_scope` turns it on for
 the calling thread only, for the length of a gradient check (`jax.enable_x64`), so the rest
-of the process keeps JAX's float32 defaults. Keras's type promotion also maps float64 to
+of the process keeps JAX's float32 defaults.
+
+`train`'s loop traces Keras's dropout as `hashed_dropout` (`counter_based_dropout`, the same
+kind of scoped swap as TensorFlow's Threefry one): Keras's JAX dropout draws Threefry-2x32
+bits, which XLA's CPU code makes the most expensive part of a small net's step. Keras's type promotion also maps float64 to
 float32 on every backend but TensorFlow (tanh, RNN cells, loss means): the scope lifts that
 mapping for its length too.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 
 import jax
@@ -26,6 +31,10 @@ import numpy as np
 # Keras's promotion table, which demotes float64 to float32 off TensorFlow: no public API
 # reaches it, and without lifting it a float64 gradient check is not float64 on JAX.
 from keras.src.backend.common import dtypes as keras_dtypes
+
+# Keras's JAX dropout, to swap a counter-based hash in within `train`'s loop: no public API
+# reaches it (layers look it up as `keras.src.backend.random.dropout` on every call).
+from keras.src.backend.jax import random as keras_jax_random
 
 from reg_callbacks.backends import cached_for_model
 
@@ -186,7 +195,10 @@ def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
         _build_for_training(model, x, y)
         model.reset_metrics()  # the last step's logs are its own, as on TensorFlow
         state = _train_state(model)
-        logs, state = steps_function(state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule))
+        with counter_based_dropout():  # traced on the first call
+            logs, state = steps_function(
+                state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule)
+            )
         _assign(model, state)
         return _floats(logs), []
 
@@ -315,3 +327,69 @@ def _arrays(data):
 
 def _floats(logs) -> dict[str, float]:
     return {name: float(value) for name, value in logs.items()}
+
+
+_KERAS_DROPOUT = keras_jax_random.dropout
+_dropout_patch = threading.local()
+_dropout_patch_lock = threading.Lock()
+_dropout_patch_users = 0
+
+
+def hashed_dropout(inputs, rate, noise_shape=None, seed=None):
+    """Keras's inverted dropout, its random bits from a counter-based integer hash.
+
+    Same contract as Keras's JAX `backend.random.dropout`: each element is kept with
+    probability `1 - rate` and scaled by `1 / (1 - rate)`; the seed is drawn from the layer's
+    `SeedGenerator`, which advances on every call, so every step gets a fresh mask. The bits
+    of element i are `triple32` (an integer hash with full avalanche, from Chris Wellons's
+    hash-prospector) of i and the seed, instead of `jax.random.bernoulli`'s Threefry-2x32,
+    whose twenty rounds per pair of words XLA runs far slower on CPU. A hash is no
+    cryptographic generator; dropout needs only uniform, independent-looking masks.
+    """
+    if rate == 1.0:
+        return jnp.zeros_like(inputs)
+    if rate == 0.0:
+        return inputs
+    key = jnp.asarray(keras_jax_random.jax_draw_seed(seed)).astype(jnp.uint32).reshape(-1)
+    noise_shape = keras_jax_random._get_concrete_noise_shape(inputs, noise_shape)
+    stream = _triple32(key[0] ^ _triple32(key[-1] + jnp.uint32(0x9E3779B9)))
+    bits = _triple32(_triple32(jax.lax.iota(jnp.uint32, math.prod(noise_shape)) ^ stream) + key[0])
+    threshold = jnp.uint32(min(int(rate * 2**32), 2**32 - 1))
+    keep = jnp.broadcast_to(bits.reshape(noise_shape) >= threshold, inputs.shape)
+    return jax.lax.select(keep, inputs / (1.0 - rate), jnp.zeros_like(inputs))
+
+
+def _triple32(x):
+    for shift, multiplier in ((17, 0xED5AD4BB), (11, 0xAC4C1B51), (15, 0x31848BAB)):
+        x = (x ^ (x >> shift)) * jnp.uint32(multiplier)
+    return x ^ (x >> 14)
+
+
+def _dropout_dispatch(inputs, rate, noise_shape=None, seed=None):
+    if getattr(_dropout_patch, "depth", 0) > 0:
+        return hashed_dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
+    return _KERAS_DROPOUT(inputs, rate, noise_shape=noise_shape, seed=seed)
+
+
+@contextlib.contextmanager
+def counter_based_dropout():
+    """Within the block, Keras dropout traced by this thread uses `hashed_dropout`.
+
+    Scoped and reversible, as `backends.tensorflow.counter_based_dropout`: Keras's function
+    is swapped for a dispatcher on entry and put back when the last block (in any thread)
+    exits; the dispatcher routes only calls made by a thread inside a block.
+    """
+    global _dropout_patch_users
+    with _dropout_patch_lock:
+        if _dropout_patch_users == 0:
+            keras_jax_random.dropout = _dropout_dispatch
+        _dropout_patch_users += 1
+    _dropout_patch.depth = getattr(_dropout_patch, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _dropout_patch.depth -= 1
+        with _dropout_patch_lock:
+            _dropout_patch_users -= 1
+            if _dropout_patch_users == 0:
+                keras_jax_random.dropout = _KERAS_DROPOUT
