@@ -7,13 +7,13 @@ Each function is jitted once per model (`cached_for_model`) and traced once per 
 
 float64 is a process-wide switch on JAX (`jax_enable_x64`); `float64_scope` turns it on for
 the calling thread only, for the length of a gradient check (`jax.enable_x64`), so the rest
-of the process keeps JAX's float32 defaults.
+of the process keeps JAX's float32 defaults. Keras's type promotion also maps float64 to
+float32 on every backend but TensorFlow (tanh, RNN cells, loss means): the scope lifts that
+mapping for its length too.
 
 `train`'s loop traces Keras's dropout as `hashed_dropout` (`counter_based_dropout`, the same
 kind of scoped swap as TensorFlow's Threefry one): Keras's JAX dropout draws Threefry-2x32
-bits, which XLA's CPU code makes the most expensive part of a small net's step. Keras's type promotion also maps float64 to
-float32 on every backend but TensorFlow (tanh, RNN cells, loss means): the scope lifts that
-mapping for its length too.
+bits, which XLA's CPU code makes the most expensive part of a small net's step.
 """
 
 from __future__ import annotations
