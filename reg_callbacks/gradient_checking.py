@@ -166,8 +166,8 @@ def gradient_check(
         ValueError: an argument is out of range, `x` is a dataset, the model has no
             trainable parameters or no loss, or a layer has no `get_config()` to rebuild it.
         RuntimeError: the float64 copy does not compute what the model computes (a
-            layer's config misses an argument) or a layer hard-codes a lower precision;
-            on JAX, Keras computes part of the model or loss in float32.
+            layer's config misses an argument) or a layer hard-codes a lower precision
+            (on JAX, a cast to float32 inside the traced cost is named).
 
     Example:
         >>> import numpy as np, keras
