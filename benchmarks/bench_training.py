@@ -19,17 +19,27 @@ alternating order (c, d, then d, c) so that a steady drift cancels. (d)'s time s
 `on_train_end` starts; the end-of-run MLflow write is timed apart (`end write ms`) and
 added in `+cb/train with end`. MLflow writes go to a temporary SQLite store.
 
-Run: `python benchmarks/bench_training.py [--json PATH] [--iterations N] [--repeats R]`.
+Every Keras backend in `--backends` (default: TensorFlow, and JAX when installed) gets its
+rows, case by case: Keras runs one backend per process, so the script times its own
+backend itself and each other one in a child process (`KERAS_BACKEND=<name>`, same
+arguments, one case), alternating which goes first from case to case, and merges the
+child's rows; each row names its `backend`, and `vs TF` is its `train` time over
+TensorFlow's for the same case.
+
+Run: `python benchmarks/bench_training.py [--json PATH] [--iterations N] [--repeats R]
+[--backends tensorflow,jax]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +55,7 @@ from reg_callbacks import BiasVarianceCallback, GradientNormLogger, RunRecorder,
 from reg_callbacks.training import DEFAULT_LOG_EVERY, _BatchOrder  # noqa: E402
 
 VARIANTS = ("numpy", "fit", "train", "train+cb")
+BACKENDS = ("tensorflow", "jax")
 
 
 @dataclass(frozen=True)
@@ -344,6 +355,7 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
     cost_train = full_cost(to_parameters(train_weights), X, Y, case)
     return {
         "case": case.name,
+        "backend": keras.backend.backend(),
         "samples": m,
         "batch_size": case.batch_size,
         "keep_prob": case.keep_prob,
@@ -378,10 +390,12 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
 def print_table(results: list[dict]) -> dict:
     headers = [
         "net",
+        "backend",
         "NumPy ms",
         "fit ms",
         "train ms",
         "+cb ms",
+        "vs TF",
         "train/NumPy",
         "fit/NumPy",
         "+cb/train",
@@ -392,16 +406,22 @@ def print_table(results: list[dict]) -> dict:
         "cost NumPy",
         "cost train",
     ]
+    tf_train = {
+        r["case"]: r["ms_per_step"]["train"] for r in results if r["backend"] == "tensorflow"
+    }
     rows = []
     for r in results:
         ms, ratios = r["ms_per_step"], r["ratios"]
+        versus = ms["train"] / tf_train[r["case"]] if r["case"] in tf_train else None
         rows.append(
             [
                 r["case"],
+                r["backend"],
                 f"{ms['numpy']:.4f}",
                 f"{ms['fit']:.2f}",
                 f"{ms['train']:.4f}",
                 f"{ms['train+cb']:.4f}",
+                "-" if versus is None else f"{versus:.2f}",
                 f"{ratios['train/numpy']:.2f}",
                 f"{ratios['fit/numpy']:.0f}",
                 f"{ratios['train+cb/train']:.3f}",
@@ -459,6 +479,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--cases", help=f"comma-separated subset of: {', '.join(c.name for c in CASES)}"
     )
+    parser.add_argument(
+        "--backends",
+        help="comma-separated Keras backends, each timed in its own process: "
+        f"{', '.join(BACKENDS)} (default: tensorflow, and jax when installed)",
+    )
     args = parser.parse_args(argv)
     for name in ("iterations", "repeats", "log_every", "fit_iterations"):
         if getattr(args, name) < 1:
@@ -470,6 +495,7 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown case(s) {unknown}; choose from {[c.name for c in CASES]}")
         cases = [c for c in CASES if c.name in wanted]
+    backends = _backends(parser, args.backends)
 
     load_before = os.getloadavg()
     results = []
@@ -477,9 +503,15 @@ def main(argv=None) -> int:
         tracking_uri = f"sqlite:///{os.path.join(store, 'mlflow.db')}"
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
         _create_experiment(tracking_uri, os.path.join(store, "artifacts"))
-        for case in cases:
-            results.append(run_case(case, args, tracking_uri))
-            print(f"done: {case.name}", file=sys.stderr, flush=True)
+        for index, case in enumerate(cases):
+            rows = {}
+            for backend in backends if index % 2 == 0 else backends[::-1]:
+                if backend == keras.backend.backend():
+                    rows[backend] = run_case(case, args, tracking_uri)
+                else:
+                    rows[backend] = run_in_child(backend, case, args, store)
+                print(f"done: {case.name} on {backend}", file=sys.stderr, flush=True)
+            results += [rows[backend] for backend in backends]
     report = {
         "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
         "machine": {
@@ -490,7 +522,8 @@ def main(argv=None) -> int:
             "tensorflow": _version("tensorflow"),
             "keras": keras.__version__,
             "keras_backend": keras.backend.backend(),
-            "jax": _version("jax") if keras.backend.backend() == "jax" else None,
+            "backends": list(backends),
+            "jax": _version("jax") if "jax" in backends else None,
             "numpy": np.__version__,
         },
         "iterations": args.iterations,
@@ -500,6 +533,35 @@ def main(argv=None) -> int:
     }
     report["table"] = print_table(results)
     return finish(report, load_before, args.json)
+
+
+def _backends(parser, requested: str | None) -> list[str]:
+    if requested is None:
+        installed = importlib.util.find_spec("jax") is not None
+        return ["tensorflow", "jax"] if installed else ["tensorflow"]
+    backends = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends or len(set(backends)) != len(backends):
+        parser.error(f"--backends takes distinct names from {list(BACKENDS)}; got {requested!r}")
+    if "jax" in backends and importlib.util.find_spec("jax") is None:
+        parser.error("--backends jax needs JAX: pip install -e '.[jax]'")
+    return backends
+
+
+def run_in_child(backend: str, case: Case, args, folder: str) -> dict:
+    """`case`'s row on `backend`, timed by this script in a process of that backend."""
+    json_path = os.path.join(folder, f"{backend}.json")
+    command = [sys.executable, os.path.abspath(__file__), "--backends", backend]
+    command += ["--cases", case.name, "--json", json_path]
+    for name in ("iterations", "repeats", "log_every", "fit_iterations"):
+        command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    done = subprocess.run(
+        command, env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"the {backend} process failed on {case.name!r}:\n{done.stderr[-3000:]}")
+    with open(json_path) as file:
+        return json.load(file)["results"][0]
 
 
 def _create_experiment(tracking_uri: str, artifact_root: str) -> None:

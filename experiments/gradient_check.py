@@ -14,15 +14,16 @@ ReLU/ReLU/sigmoid net with normal weights), against the course's numbers:
 - `broken`: the course's planted bugs, dW2 ×2 and db1 ×4; course 0.2850931568.
 - `trained`: a bug hidden while weights are small; check again after training.
 
-Keras's cross-entropy lands well below the course's 1e-7: the third example's prediction is
-0.99887, and the course computes −log(1 − a) from the probability, losing ~3 digits to
-cancellation; each lost digit of J costs one of the difference quotient. Keras computes the
-cross-entropy from the logit, so the rounding noise of J/ε is much smaller; with the
-course's formula as the loss (`relative_error_course_cost`) the error rises towards the
-course's. The planted bugs are the course's own (`dW2 = ... * 2`, `db1 = 4./m * ...`),
-rebuilt as a layer whose backward pass scales its kernel or bias gradient
-(`tf.custom_gradient`); the checker names exactly those two variables (`layer_2/kernel`,
-`layer_1/bias`) and no other.
+Keras's cross-entropy on TensorFlow lands well below the course's 1e-7: the third example's
+prediction is 0.99887, and the course computes −log(1 − a) from the probability, losing ~3
+digits to cancellation; each lost digit of J costs one of the difference quotient. Keras on
+TensorFlow computes the cross-entropy from the sigmoid's logit, so the rounding noise of J/ε
+is much smaller; with the course's formula as the loss (`relative_error_course_cost`) the
+error rises towards the course's. Keras on JAX computes it from the probability, as the
+course does, and reads about the course's number. The planted bugs are the course's own
+(`dW2 = ... * 2`, `db1 = 4./m * ...`), rebuilt as a layer whose backward pass scales its
+kernel or bias gradient (`keras.ops.custom_gradient`); the checker names exactly those two
+variables (`layer_2/kernel`, `layer_1/bias`) and no other.
 
 The course's last advice: a backprop bug can hide while the weights are small, so check at
 initialization and again after some training. The `trained` case plants such a bug: a layer
@@ -130,7 +131,6 @@ def course_cost(y_true, y_pred):
 def scaled_gradient_dense():
     """A Dense layer whose backward pass multiplies its kernel/bias gradients: a planted bug."""
     import keras
-    import tensorflow as tf
 
     class ScaledGradientDense(keras.layers.Dense):
         def __init__(self, units, *args, kernel_grad_scale=1.0, bias_grad_scale=1.0, **kwargs):
@@ -147,22 +147,21 @@ def scaled_gradient_dense():
 
         def call(self, inputs):
             kernel_scale, bias_scale = self.kernel_grad_scale, self.bias_grad_scale
+            ops = keras.ops
 
-            @tf.custom_gradient
+            @ops.custom_gradient
             def affine(inputs, kernel, bias):
-                def backward(upstream):
+                def backward(*upstream, **_):  # TensorFlow also passes `variables=`
+                    (up,) = upstream
                     return (
-                        tf.matmul(upstream, kernel, transpose_b=True),
-                        kernel_scale * tf.matmul(inputs, upstream, transpose_a=True),
-                        bias_scale * tf.reduce_sum(upstream, axis=0),
+                        ops.matmul(up, ops.transpose(kernel)),
+                        kernel_scale * ops.matmul(ops.transpose(inputs), up),
+                        bias_scale * ops.sum(up, axis=0),
                     )
 
-                return tf.matmul(inputs, kernel) + bias, backward
+                return ops.matmul(inputs, kernel) + bias, backward
 
-            # tf.convert_to_tensor reads the variable's value (or what a StatelessScope maps
-            # it to), which is what custom_gradient needs outside tf.function.
-            kernel, bias = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
-            return self.activation(affine(inputs, kernel, bias))
+            return self.activation(affine(inputs, self.kernel, self.bias))
 
     return ScaledGradientDense
 
@@ -273,6 +272,17 @@ def one_dimensional(epsilon: float):
 
 def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
     """Run one case; returns its report(s) and the numbers to log."""
+    from reg_callbacks import backends
+
+    if case == "trained":
+        return trained_check(cfg)
+    # The course's weights must stay float64 from the start: on JAX that needs its x64
+    # switch (a no-op scope on TensorFlow), which gradient_check itself turns on only later.
+    with backends.current().float64_scope():
+        return course_check(case, cfg, data, weights)
+
+
+def course_check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
     from reg_callbacks.gradient_checking import gradient_check
 
     x, y = data.x_train, data.y_train
@@ -293,8 +303,6 @@ def check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict:
             "penalty": penalty,
             "cost_without_penalty": numpy_cost(weights, x, y),
         }
-    if case == "trained":
-        return trained_check(cfg)
     return {"report": gradient_check(build_model(weights, broken=True), x, y, cfg.epsilon)}
 
 

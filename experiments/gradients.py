@@ -150,6 +150,26 @@ def linear_probe(x: np.ndarray, gain: float, max_depth: int, dtype: str = "float
     float64 whatever `dtype` the net computes in, so only the net itself can overflow.
     """
     import keras
+
+    from reg_callbacks import backends
+
+    if keras.backend.backend() == "jax":
+        # float64 on JAX is a switch (a no-op scope on TensorFlow): on for each use of the net.
+        with backends.current().float64_scope():
+            probe = _jax_probe(x, gain, max_depth, dtype)
+        activation, jax_gradient_norms = probe
+
+        def gradient_norms(depth: int) -> np.ndarray:
+            with backends.current().float64_scope():
+                return jax_gradient_norms(depth)
+
+        return activation, gradient_norms
+    return _tensorflow_probe(x, gain, max_depth, dtype)
+
+
+def _tensorflow_probe(x, gain, max_depth, dtype):
+    """`linear_probe` with one persistent `tf.GradientTape` over the whole forward pass."""
+    import keras
     import tensorflow as tf
 
     model = linear_net(max_depth, gain, x.shape[1], dtype)
@@ -166,6 +186,33 @@ def linear_probe(x: np.ndarray, gain: float, max_depth: int, dtype: str = "float
 
     def gradient_norms(depth: int) -> np.ndarray:
         return np.array([_norm(g) for g in tape.gradient(costs[depth - 1], kernels[:depth])])
+
+    return activation, gradient_norms
+
+
+def _jax_probe(x, gain, max_depth, dtype):
+    """`linear_probe` with `jax.grad` of the first `depth` layers' stateless cost."""
+    import jax
+    import keras
+
+    model = linear_net(max_depth, gain, x.shape[1], dtype)
+    a, outputs = keras.ops.convert_to_tensor(x, dtype), []
+    for layer in model.layers:
+        a = layer(a)  # builds the layer
+        outputs.append(a)
+    kernels = [layer.kernel for layer in model.layers]
+    activation = np.array([_norm(a) / math.sqrt(len(x)) for a in outputs])
+
+    def cost(values):
+        a = keras.ops.convert_to_tensor(x, dtype)
+        with keras.StatelessScope(state_mapping=list(zip(kernels, values, strict=False))):
+            for layer in model.layers[: len(values)]:
+                a = layer(a)
+        return keras.ops.mean(keras.ops.square(a))
+
+    def gradient_norms(depth: int) -> np.ndarray:
+        grads = jax.grad(cost)([kernel.value for kernel in kernels[:depth]])
+        return np.array([_norm(g) for g in grads])
 
     return activation, gradient_norms
 

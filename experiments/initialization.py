@@ -98,6 +98,8 @@ def build_model(cfg: Config, n_features: int):
 
 
 def run(cfg: Config, **where) -> dict:
+    import keras
+
     from reg_callbacks.plots import decision_boundary
 
     data = make_data(cfg)
@@ -110,7 +112,9 @@ def run(cfg: Config, **where) -> dict:
         tracked.train(model, iterations=cfg.iterations)
         if data.n_features == 2:
             # One forward pass over the 40 000 grid points (predict() would run 1250 batches).
-            predict = lambda grid: model(grid, training=False).numpy()  # noqa: E731
+            def predict(grid):
+                return keras.ops.convert_to_numpy(model(grid, training=False))
+
             tracked.log_figure(
                 decision_boundary(
                     predict, data.x_train, data.y_train, title=f"{cfg.init} initialization (train)"

@@ -121,6 +121,8 @@ def iterations_to(target: float, costs, log_every: int = 1) -> int | None:
 
 
 def run(cfg: Config, **where) -> dict:
+    import numpy as np
+
     from reg_callbacks import train
 
     data = make_data(cfg)
@@ -143,7 +145,7 @@ def run(cfg: Config, **where) -> dict:
             )
             values[f"final_cost/{name}"] = costs[name][-1]
             values.update({f"{key}/{name}": value for key, value in info.items()})
-        moments = zip(norm.mean.numpy().ravel(), norm.variance.numpy().ravel(), strict=True)
+        moments = zip(np.asarray(norm.mean).ravel(), np.asarray(norm.variance).ravel(), strict=True)
         for i, (mean, variance) in enumerate(moments):
             values[f"input_mean/{i}"] = float(mean)
             values[f"input_variance/{i}"] = float(variance)
@@ -176,8 +178,8 @@ def _log_figures(tracked, cfg, costs, normalized, data) -> None:
     if data.n_features != 2:
         return
     norm, dense = normalized.layers
-    mean, std = norm.mean.numpy().ravel(), np.sqrt(norm.variance.numpy().ravel())
-    kernel, bias = dense.kernel.numpy().ravel(), float(dense.bias.numpy()[0])
+    mean, std = np.asarray(norm.mean).ravel(), np.sqrt(np.asarray(norm.variance).ravel())
+    kernel, bias = np.asarray(dense.kernel).ravel(), float(np.asarray(dense.bias)[0])
     # The same function in raw units: w_raw = w / σ, b_raw = b - Σ w μ / σ.
     optimum = {
         "normalized": (kernel, bias, (data.x_train - mean) / std),

@@ -12,13 +12,15 @@ nested blocks, shared layers, several inputs and outputs, custom layers) in floa
 the cost that training minimizes (compiled loss with its `loss_weights`, plus
 `model.losses`, i.e. L1/L2 penalties) and dropout off. The forward and backward passes are
 compiled, as under `fit`, so a custom gradient that works in training works here. The 2n
-perturbed costs are evaluated in chunks, each one vectorized map (`tf.vectorized_map`,
-`jax.vmap`) of `StatelessScope` forward passes, so a 10k-parameter MLP checks in about 5 s
-on two CPU cores (TensorFlow, batch of 64; the cost grows with parameters squared times
-batch size). For larger models, `max_params` checks a random subset.
+perturbed costs are evaluated in chunks, each one compiled call over `StatelessScope`
+forward passes (`tf.vectorized_map`; a `lax.map` loop on JAX), so a 10k-parameter MLP
+checks in about 5 s on two CPU cores (TensorFlow, batch of 64; the cost grows with
+parameters squared times batch size). For larger models, `max_params` checks a random subset.
 
-On JAX, float64 is switched on for the check only (`backends.jax.float64_scope`), and a
-model whose float64 copy Keras still computes partly in float32 is refused, naming where.
+On JAX, float64 is switched on for the check only (`backends.jax.float64_scope`: JAX's x64
+and Keras's type promotion, which otherwise demotes float64 off TensorFlow), and a model
+whose float64 copy still computes partly in float32 (a cast in its own code) is refused,
+naming where.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ def gradient_check(
         ValueError: an argument is out of range, `x` is a dataset, the model has no
             trainable parameters or no loss, or a layer has no `get_config()` to rebuild it.
         RuntimeError: the float64 copy does not compute what the model computes (a
-            layer's config misses an argument) or a layer hard-codes a lower precision;
-            on JAX, Keras computes part of the model or loss in float32.
+            layer's config misses an argument) or a layer hard-codes a lower precision
+            (on JAX, a cast to float32 inside the traced cost is named).
 
     Example:
         >>> import numpy as np, keras

@@ -13,6 +13,7 @@ Ray is imported only here, and only when the sweep runs with `--backend ray`.
 
 from __future__ import annotations
 
+import os
 import time
 
 from experiments.sweep.plan import PlannedConfig
@@ -25,13 +26,16 @@ THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM
 def connect(address: str, threads: int) -> int:
     """Connect this process to the Ray cluster as the driver; returns the cluster's CPUs.
 
-    Every worker of this job gets TensorFlow's thread variables through the job's runtime
-    environment, so they are set before TensorFlow is imported there.
+    Every worker of this job gets TensorFlow's thread variables, and the driver's
+    `KERAS_BACKEND` if set, through the job's runtime environment, so they are set before
+    TensorFlow or Keras is imported there (local workers inherit the sweep's environment).
     """
     import ray
 
     env = {name: str(threads) for name in THREAD_VARIABLES}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if "KERAS_BACKEND" in os.environ:
+        env["KERAS_BACKEND"] = os.environ["KERAS_BACKEND"]
     if not ray.is_initialized():
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
     return int(ray.cluster_resources().get("CPU", 0))

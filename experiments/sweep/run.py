@@ -9,6 +9,7 @@ second kills them.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -54,6 +55,8 @@ def parent_recorder(
     """The sweep's parent run: what was asked and how it ran, as params and tags."""
     from reg_callbacks.tracking import RunRecorder
 
+    # What the workers inherit; each child also records the backend its own Keras ran on.
+    keras_backend = os.environ.get("KERAS_BACKEND")
     return RunRecorder(
         plan.experiment_name,
         run_name=f"sweep {plan.name}",
@@ -69,7 +72,12 @@ def parent_recorder(
             "set": " ".join(options.overrides) or "none",
             "only": ",".join(options.only) or "all",
         },
-        tags={"sweep": plan.name, "sweep.role": "parent", **store.process_identity()},
+        tags={
+            "sweep": plan.name,
+            "sweep.role": "parent",
+            **store.process_identity(),
+            **({"keras_backend": keras_backend} if keras_backend else {}),
+        },
         description=plan.description or None,
         tracking_uri=uri,
     )

@@ -7,17 +7,34 @@ Each function is jitted once per model (`cached_for_model`) and traced once per 
 
 float64 is a process-wide switch on JAX (`jax_enable_x64`); `float64_scope` turns it on for
 the calling thread only, for the length of a gradient check (`jax.enable_x64`), so the rest
-of the process keeps JAX's float32 defaults.
+of the process keeps JAX's float32 defaults. Keras's type promotion also maps float64 to
+float32 on every backend but TensorFlow (tanh, RNN cells, loss means): the scope lifts that
+mapping for its length too.
+
+`train`'s loop traces Keras's dropout as `hashed_dropout` (`counter_based_dropout`, the same
+kind of scoped swap as TensorFlow's Threefry one): Keras's JAX dropout draws Threefry-2x32
+bits, which XLA's CPU code makes the most expensive part of a small net's step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
+import threading
 
 import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
+
+# Keras's promotion table, which demotes float64 to float32 off TensorFlow: no public API
+# reaches it, and without lifting it a float64 gradient check is not float64 on JAX.
+from keras.src.backend.common import dtypes as keras_dtypes
+
+# Keras's JAX dropout, to swap a counter-based hash in within `train`'s loop: no public API
+# reaches it (layers look it up as `keras.src.backend.random.dropout` on every call).
+from keras.src.backend.jax import random as keras_jax_random
 
 from reg_callbacks.backends import cached_for_model
 
@@ -78,12 +95,33 @@ def to_numpy(value) -> np.ndarray:
     return np.asarray(value.value if isinstance(value, keras.Variable) else value)
 
 
-def float64_scope():
-    """float64 arrays for the calling thread, until the block exits (`jax.enable_x64`).
+_KERAS_FLOAT64_PROMOTION = keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"]
+_promotion_lock = threading.Lock()
+_promotion_users = 0
 
-    JAX's jit caches key on the setting, so functions traced inside are traced anew.
+
+@contextlib.contextmanager
+def float64_scope():
+    """float64 arrays for the calling thread (`jax.enable_x64`), and Keras's type promotion
+    keeping float64, until the block exits.
+
+    JAX's jit caches key on the x64 setting, so functions traced inside are traced anew.
+    Keras's table is process-wide: it is lifted when the first block (in any thread) enters
+    and put back when the last one exits; only float64 inputs reach the entry it changes.
     """
-    return jax.enable_x64(True)
+    global _promotion_users
+    with _promotion_lock:
+        if _promotion_users == 0:
+            keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
+        _promotion_users += 1
+    try:
+        with jax.enable_x64(True):
+            yield
+    finally:
+        with _promotion_lock:
+            _promotion_users -= 1
+            if _promotion_users == 0:
+                keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = _KERAS_FLOAT64_PROMOTION
 
 
 def analytic_gradient(model, variables, x, y, cost):
@@ -101,10 +139,9 @@ def analytic_gradient(model, variables, x, y, cost):
     demoted = _float64_demotions(jax.make_jaxpr(stateless_cost)(values, x, y).jaxpr)
     if demoted:
         raise RuntimeError(
-            "gradient_check could not run the model in float64 on JAX: Keras computes these "
-            "in float32 even from float64 inputs (its type promotion maps float64 to float32 "
-            f"on every backend but TensorFlow): {', '.join(demoted)}. Check the model with "
-            "KERAS_BACKEND=tensorflow."
+            "gradient_check could not run the model in float64 on JAX: these parts cast "
+            f"float64 to float32: {', '.join(demoted)}. Make them follow their inputs' dtype "
+            "(or the layer's dtype policy)."
         )
     (value, y_pred), grads = jax.jit(jax.value_and_grad(stateless_cost, has_aux=True))(values, x, y)
     return value, y_pred, [np.asarray(g) for g in grads]
@@ -128,8 +165,14 @@ def _float64_demotions(jaxpr) -> list[str]:
 
 
 def vectorized_costs(cost_at):
-    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `vmap`."""
-    costs_at = jax.jit(jax.vmap(cost_at))
+    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `lax.map`.
+
+    One pass after another inside the compiled loop, not a `vmap`: batching passes that each
+    perturb a different weight batches the weights themselves, and XLA's CPU code for a
+    convolution with a kernel per batch element needs memory per element (tens of GB on
+    MobileNet); on an MLP the loop was faster too.
+    """
+    costs_at = jax.jit(lambda indices, steps: jax.lax.map(lambda a: cost_at(*a), (indices, steps)))
     return lambda indices, steps: np.asarray(costs_at(jnp.asarray(indices), jnp.asarray(steps)))
 
 
@@ -152,7 +195,10 @@ def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
         _build_for_training(model, x, y)
         model.reset_metrics()  # the last step's logs are its own, as on TensorFlow
         state = _train_state(model)
-        logs, state = steps_function(state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule))
+        with counter_based_dropout():  # traced on the first call
+            logs, state = steps_function(
+                state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule)
+            )
         _assign(model, state)
         return _floats(logs), []
 
@@ -281,3 +327,69 @@ def _arrays(data):
 
 def _floats(logs) -> dict[str, float]:
     return {name: float(value) for name, value in logs.items()}
+
+
+_KERAS_DROPOUT = keras_jax_random.dropout
+_dropout_patch = threading.local()
+_dropout_patch_lock = threading.Lock()
+_dropout_patch_users = 0
+
+
+def hashed_dropout(inputs, rate, noise_shape=None, seed=None):
+    """Keras's inverted dropout, its random bits from a counter-based integer hash.
+
+    Same contract as Keras's JAX `backend.random.dropout`: each element is kept with
+    probability `1 - rate` and scaled by `1 / (1 - rate)`; the seed is drawn from the layer's
+    `SeedGenerator`, which advances on every call, so every step gets a fresh mask. The bits
+    of element i are `triple32` (an integer hash with full avalanche, from Chris Wellons's
+    hash-prospector) of i and the seed, instead of `jax.random.bernoulli`'s Threefry-2x32,
+    whose twenty rounds per pair of words XLA runs far slower on CPU. A hash is no
+    cryptographic generator; dropout needs only uniform, independent-looking masks.
+    """
+    if rate == 1.0:
+        return jnp.zeros_like(inputs)
+    if rate == 0.0:
+        return inputs
+    key = jnp.asarray(keras_jax_random.jax_draw_seed(seed)).astype(jnp.uint32).reshape(-1)
+    noise_shape = keras_jax_random._get_concrete_noise_shape(inputs, noise_shape)
+    stream = _triple32(key[0] ^ _triple32(key[-1] + jnp.uint32(0x9E3779B9)))
+    bits = _triple32(_triple32(jax.lax.iota(jnp.uint32, math.prod(noise_shape)) ^ stream) + key[0])
+    threshold = jnp.uint32(min(int(rate * 2**32), 2**32 - 1))
+    keep = jnp.broadcast_to(bits.reshape(noise_shape) >= threshold, inputs.shape)
+    return jax.lax.select(keep, inputs / (1.0 - rate), jnp.zeros_like(inputs))
+
+
+def _triple32(x):
+    for shift, multiplier in ((17, 0xED5AD4BB), (11, 0xAC4C1B51), (15, 0x31848BAB)):
+        x = (x ^ (x >> shift)) * jnp.uint32(multiplier)
+    return x ^ (x >> 14)
+
+
+def _dropout_dispatch(inputs, rate, noise_shape=None, seed=None):
+    if getattr(_dropout_patch, "depth", 0) > 0:
+        return hashed_dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
+    return _KERAS_DROPOUT(inputs, rate, noise_shape=noise_shape, seed=seed)
+
+
+@contextlib.contextmanager
+def counter_based_dropout():
+    """Within the block, Keras dropout traced by this thread uses `hashed_dropout`.
+
+    Scoped and reversible, as `backends.tensorflow.counter_based_dropout`: Keras's function
+    is swapped for a dispatcher on entry and put back when the last block (in any thread)
+    exits; the dispatcher routes only calls made by a thread inside a block.
+    """
+    global _dropout_patch_users
+    with _dropout_patch_lock:
+        if _dropout_patch_users == 0:
+            keras_jax_random.dropout = _dropout_dispatch
+        _dropout_patch_users += 1
+    _dropout_patch.depth = getattr(_dropout_patch, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _dropout_patch.depth -= 1
+        with _dropout_patch_lock:
+            _dropout_patch_users -= 1
+            if _dropout_patch_users == 0:
+                keras_jax_random.dropout = _KERAS_DROPOUT

@@ -10,7 +10,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from reg_callbacks.gradient_checking import (
     FINE,
@@ -19,36 +18,38 @@ from reg_callbacks.gradient_checking import (
     gradient_check,
 )
 
+# Every test here runs on each backend: `KERAS_BACKEND=jax pytest -m backends`.
+pytestmark = pytest.mark.backends
+
 
 def mean_prediction(y_true, y_pred):
     """The cost J = mean(y_pred): with one example and one weight, J = theta * x."""
     return keras.ops.mean(y_pred)
 
 
-@tf.custom_gradient
+@keras.ops.custom_gradient
 def matmul_with_half_kernel_gradient(inputs, kernel):
     """inputs @ kernel whose backward pass forgets a factor 2 for the kernel."""
 
-    def grad(upstream):
+    def grad(*upstream, **_):  # TensorFlow also passes `variables=`
+        (up,) = upstream
         return (
-            tf.matmul(upstream, kernel, transpose_b=True),
-            0.5 * tf.matmul(inputs, upstream, transpose_a=True),
+            keras.ops.matmul(up, keras.ops.transpose(kernel)),
+            0.5 * keras.ops.matmul(keras.ops.transpose(inputs), up),
         )
 
-    return tf.matmul(inputs, kernel), grad
+    return keras.ops.matmul(inputs, kernel), grad
 
 
 class BrokenDense(keras.layers.Dense):
-    """Dense with a wrong kernel gradient.
+    """Dense with a wrong kernel gradient, written with `keras.ops.custom_gradient`.
 
-    custom_gradient gets the kernel's value tensor: given the variable itself (which is what
-    `keras.ops.convert_to_tensor` returns) it works only inside tf.function.
-    `tf.convert_to_tensor` reads the value, or the value a StatelessScope maps it to.
+    Given the kernel variable itself, as a user writes it: on TensorFlow that works only
+    inside a compiled function, as under `fit`, and gradient_check compiles its passes.
     """
 
     def call(self, inputs):
-        kernel = tf.convert_to_tensor(self.kernel)
-        outputs = matmul_with_half_kernel_gradient(inputs, kernel)
+        outputs = matmul_with_half_kernel_gradient(inputs, self.kernel)
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs)
