@@ -13,6 +13,7 @@ import contextvars
 import getpass
 import hashlib
 import importlib.metadata
+import json
 import random
 import subprocess
 import sys
@@ -381,6 +382,7 @@ class RunRecorder:
         """
         import mlflow.data
         from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
         from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -393,7 +395,9 @@ class RunRecorder:
                 targets=y,
                 name=f"{name}/{context}",
                 digest=data_fingerprint(x, y),
-                source=str(file.resolve())
+                source=get_dataset_source_from_json(
+                    json.dumps({"uri": str(file.resolve())}), "local"
+                )
                 if file.is_file()
                 else CodeDatasetSource({"generator": source}),
             )
