@@ -431,9 +431,7 @@ def _parse(
     tracking_uri = given.pop("_tracking_uri")
     show_traceback = given.pop("_traceback")
     verbose = given.pop("_verbose", False)
-    recording = {
-        name: True for name in ("log_model", "system_metrics") if given.pop(f"_{name}")
-    }
+    recording = {name: True for name in ("log_model", "system_metrics") if given.pop(f"_{name}")}
     return config_from_dict(config_cls, given), tracking_uri, show_traceback, verbose, recording
 
 

@@ -348,7 +348,6 @@ MODEL_KINDS = ("sequential", "functional", "subclassed", "nested")
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_logged_keras_model_loads_back_with_the_same_predictions(kind):
     import mlflow.keras
-
     import model_zoo
 
     case = getattr(model_zoo, kind)()
