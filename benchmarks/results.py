@@ -4,7 +4,9 @@ Runs the default sweep (`python -m experiments.sweep`, the course preset) on a f
 store in a temporary folder, and writes its table, next to the course's own numbers, into
 `docs/results.md` and between the `results:sweep` markers of README.md.
 `tests/sweep/test_results.py` fails when the README's table and the sweep disagree.
-`--benchmarks` also runs `benchmarks/bench_training.py` (minutes) and adds its table.
+`--benchmarks` also runs `benchmarks/bench_training.py` (minutes) and adds its table;
+`--recording` runs `benchmarks/bench_recording.py` (what dataset logging and `--log-model`
+cost a course run; minutes) and adds its.
 
 Run: `python benchmarks/results.py` (~2 min on 2 cores), or `--csv sweep_results/course.csv`
 to use the summary of a sweep just run in which every config ran (none skipped).
@@ -106,6 +108,41 @@ def benchmark_section(report: dict) -> str:
     return "\n".join(["## Training speed", "", f"`{command}`:", "", *rows])
 
 
+def recording_section(report: dict) -> str:
+    median, share = report["median_s"], report["call_share_of_run"]
+    load = report["machine"]["load_average_before"][0], report["machine"]["load_average_after"][0]
+    rows = [
+        "| call | median s a call | share of a run |",
+        "|---|---:|---:|",
+        *(
+            f"| `RunRecorder.{name}` | {report['call_median_s'][name]:.3f} | {share[name]:.1%} |"
+            for name in share
+        ),
+    ]
+    runs = [
+        "| runs | median s |",
+        "|---|---:|",
+        *(f"| {mode} | {seconds:.2f} |" for mode, seconds in median.items()),
+    ]
+    return "\n".join(
+        [
+            "## What recording costs a course run",
+            "",
+            f"`{report['command']}` (load average {load[0]:.1f} before, {load[1]:.1f} after): "
+            f"`{report['experiment']}` on its defaults, {report['rounds']} runs of each kind "
+            "in rotating order. The calls, timed inside the runs that make them, against the "
+            "median run that logs its datasets:",
+            "",
+            *rows,
+            "",
+            "The runs themselves (`bare`: dataset logging stubbed out; their spread on a busy "
+            "machine is larger than these costs):",
+            "",
+            *runs,
+        ]
+    )
+
+
 def write_readme(records: list[dict]) -> None:
     readme = REPO / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -121,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, help="the summary CSV of a sweep just run")
     parser.add_argument("--benchmarks", action="store_true", help="also run bench_training.py")
+    parser.add_argument("--recording", action="store_true", help="also run bench_recording.py")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         wall = None
@@ -134,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             script = REPO / "benchmarks" / "bench_training.py"
             subprocess.run([sys.executable, str(script), "--json", str(json_path)], check=True)
             sections.append(benchmark_section(json.loads(json_path.read_text())))
+        if args.recording:
+            json_path = Path(folder) / "recording.json"
+            script = REPO / "benchmarks" / "bench_recording.py"
+            subprocess.run([sys.executable, str(script), "--json", str(json_path)], check=True)
+            sections.append(recording_section(json.loads(json_path.read_text())))
     load = os.getloadavg()[0]  # other work on the machine slows the wall time, not the numbers
     machine = f"{os.cpu_count()} cores, load average {load:.1f}, Python {platform.python_version()}"
     page = "\n\n".join(
