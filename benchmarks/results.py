@@ -135,6 +135,11 @@ def recording_section(report: dict) -> str:
             "",
             *rows,
             "",
+            "The first call in a process (as in every `python -m experiments.<name>` run) "
+            "also pays its imports: "
+            + ", ".join(f"`{name}` {value:.2f} s" for name, value in report["first_call_s"].items())
+            + ".",
+            "",
             "The runs themselves (`bare`: dataset logging stubbed out; their spread on a busy "
             "machine is larger than these costs):",
             "",

@@ -149,8 +149,9 @@ def library_versions() -> dict[str, str]:
 def _model_requirements() -> list[str]:
     """The pip requirements of a logged Keras model: the installed Keras and its backend.
 
-    Given explicitly because MLflow's own inference loads the model again in a subprocess,
-    which costs seconds per run.
+    Given explicitly because MLflow's own inference loads the model again in a fresh Python
+    process that imports the framework: on 2 busy cores that took ~47 s a model, against
+    ~0.3 s for the whole `log_model` call with the requirements given.
     """
     keras = sys.modules.get("keras")
     packages = ["keras", keras.backend.backend() if keras is not None else "tensorflow"]
