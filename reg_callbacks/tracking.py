@@ -150,8 +150,7 @@ def _model_requirements() -> list[str]:
     """The pip requirements of a logged Keras model: the installed Keras and its backend.
 
     Given explicitly because MLflow's own inference loads the model again in a fresh Python
-    process that imports the framework: on 2 busy cores that took ~47 s a model, against
-    ~0.3 s for the whole `log_model` call with the requirements given.
+    process that imports the framework: a hundred times the rest of the `log_model` call.
     """
     keras = sys.modules.get("keras")
     packages = ["keras", keras.backend.backend() if keras is not None else "tensorflow"]
