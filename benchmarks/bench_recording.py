@@ -5,7 +5,7 @@ fresh SQLite store, in three ways per round, the order rotating from round to ro
 
 - `bare`: dataset logging replaced by a no-op (what a run cost before it logged inputs);
 - `datasets`: as every run records now, train and dev sets as MLflow dataset inputs;
-- `datasets+model`: the same with `log_model=True` (`--log-model`).
+- `datasets+model`: the same with `log_model=True`, the default (`--no-log-model` is `datasets`).
 
 Each run's wall time is measured around the `run` call; one unmeasured run first pays the
 imports and compilation. On a busy machine the runs' own spread (seconds) swamps a cost of a

@@ -366,14 +366,17 @@ def build_parser(config_cls: type, *, prog: str | None = None) -> argparse.Argum
     parser.add_argument(
         "--log-model",
         dest="_log_model",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="log the trained Keras model as the run's MLflow model (.keras format, with a "
-        "signature); load it with mlflow.keras.load_model('runs:/<run id>/model')",
+        "signature; load it with mlflow.keras.load_model('runs:/<run id>/model')) "
+        "(default: true)",
     )
     parser.add_argument(
         "--system-metrics",
         dest="_system_metrics",
         action="store_true",
+        default=None,
         help="record MLflow's system metrics (CPU, memory, disk, network) during the run",
     )
     parser.add_argument(
@@ -422,7 +425,7 @@ def parse_args(
 def _parse(
     config_cls: type[C], argv: list[str] | None, prog: str | None
 ) -> tuple[C, str | None, bool, bool, dict[str, bool]]:
-    """(config, tracking URI, --traceback, --verbose, the recording flags that are on)."""
+    """(config, tracking URI, --traceback, --verbose, the recording flags given)."""
     parser = build_parser(config_cls, prog=prog)
     namespace, extras = parser.parse_known_args(argv)
     if extras:
@@ -431,7 +434,11 @@ def _parse(
     tracking_uri = given.pop("_tracking_uri")
     show_traceback = given.pop("_traceback")
     verbose = given.pop("_verbose", False)
-    recording = {name: True for name in ("log_model", "system_metrics") if given.pop(f"_{name}")}
+    recording = {
+        "log_model": given.pop("_log_model"),
+        "system_metrics": given.pop("_system_metrics"),
+    }
+    recording = {name: value for name, value in recording.items() if value is not None}
     return config_from_dict(config_cls, given), tracking_uri, show_traceback, verbose, recording
 
 
@@ -455,8 +462,8 @@ def main(
 ) -> None:
     """Parse the command line, call `run_fn(cfg, tracking_uri=...)`, print its summary.
 
-    `--log-model` and `--system-metrics` add `log_model=True` / `system_metrics=True` to
-    the call (see `experiments.harness.runner`).
+    `--no-log-model` (or `--log-model`) and `--system-metrics` add `log_model=False` (or
+    True) and `system_metrics=True` to the call (see `experiments.harness.runner`).
 
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with

@@ -12,7 +12,8 @@ A topic loads its data and builds its model, then:
 
 `where` is where the run goes and what it records besides the standard: `experiment`
 (default: the topic's name), `tracking_uri`, `parent_run_id`, `log_model` (the trained Keras
-model as the run's MLflow model) and `system_metrics` (MLflow's CPU/memory/disk samples); the
+model as the run's MLflow model; default True) and `system_metrics` (MLflow's CPU/memory/
+disk samples; default False); the
 command line and the sweep pass them, a topic only hands them on. The run's description is
 the first paragraph of the topic's docstring, its params the config. Every run logs its train
 and dev sets as MLflow dataset inputs (`training`, `validation`) and `model_summary.txt`.
@@ -54,7 +55,7 @@ SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 class TrackedRun:
     """A run in progress; see `tracked_run`."""
 
-    def __init__(self, recorder, data: DataSplit, bayes_error: float, log_model: bool = False):
+    def __init__(self, recorder, data: DataSplit, bayes_error: float, log_model: bool = True):
         self.recorder = recorder
         self.log_model = log_model
         self.data = data
@@ -242,7 +243,7 @@ def tracked_run(
     run_name: str,
     bayes_error: float | None = None,
     tags: Mapping[str, str] | None = None,
-    log_model: bool = False,
+    log_model: bool = True,
     **where,
 ) -> Iterator[TrackedRun]:
     """Open an MLflow run for `cfg` on `data`; FINISHED on success, FAILED if the block raises.
@@ -285,7 +286,7 @@ def parent_run(
     experiment: str | None = None,
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
-    log_model: bool = False,
+    log_model: bool = True,
     system_metrics: bool = False,
 ):
     """A `RunRecorder` for `cfg` without data: the parent of a topic's child runs.

@@ -141,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-model",
-        action="store_true",
-        help="log each config's trained Keras model as its run's MLflow model (configs "
-        "already FINISHED are skipped as ever: add --force to log theirs)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each config's trained Keras model as its run's MLflow model (default: "
+        "true; configs already FINISHED are skipped as ever: add --force to log theirs)",
     )
     parser.add_argument(
         "--takeover",

@@ -39,7 +39,7 @@ class SweepOptions:
     force: bool = False  # re-run configs FINISHED earlier
     fail_fast: bool = False
     takeover: bool = False  # the same sweep looks RUNNING from another host: close its runs
-    log_model: bool = False  # each config's trained model as its run's MLflow model
+    log_model: bool = True  # each config's trained model as its run's MLflow model
     verbose: bool = False
     overrides: tuple[str, ...] = ()  # --set, for the parent run's params
     only: tuple[str, ...] = ()  # --experiment, likewise

@@ -262,11 +262,11 @@ def test_main_hands_the_recording_flags_on_only_when_given(capsys):
         calls.append(where)
 
     main(Config, run, [])
-    main(Config, run, ["--log-model"])
+    main(Config, run, ["--no-log-model"])
     main(Config, run, ["--system-metrics", "--log-model"])
     assert calls == [
         {"tracking_uri": None},
-        {"tracking_uri": None, "log_model": True},
+        {"tracking_uri": None, "log_model": False},
         {"tracking_uri": None, "log_model": True, "system_metrics": True},
     ]
 
@@ -412,7 +412,10 @@ def test_cli_success(experiment):
         (["--data", "missing.npz"], "data file not found: missing.npz"),
         (["--data", "not_a_zip.npz"], "not_a_zip.npz: not an .npz archive"),
         (["--data", "data.txt"], "unsupported file type"),
-        (["--log-model=yes"], "argument --log-model: ignored explicit argument 'yes'"),
+        (
+            ["--log-model=yes"],
+            "argument --log-model/--no-log-model: ignored explicit argument 'yes'",
+        ),
         (["--system-metric"], "(did you mean --system-metrics?)"),
     ],
 )
@@ -441,7 +444,7 @@ def test_cli_help(experiment):
         "path to the user's data file",
         "--dev-data PATH",
         "--tracking-uri URI",
-        "--log-model",
+        "--log-model, --no-log-model",
         "--system-metrics",
     ]:
         assert fragment in result.stdout, fragment

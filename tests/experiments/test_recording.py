@@ -1,6 +1,6 @@
 """What a run records besides its numbers, driven through the command line as a user would:
-its train and dev sets as MLflow datasets, `model_summary.txt`, `--log-model` and
-`--system-metrics`.
+its train and dev sets as MLflow datasets, `model_summary.txt`, its model (unless
+`--no-log-model`) and, with `--system-metrics`, MLflow's system metrics.
 """
 
 import json
@@ -21,12 +21,10 @@ def only_run(tracking_uri: str, experiment: str):
 
 
 @pytest.mark.slow
-def test_log_model_and_system_metrics_from_the_command_line(tmp_path, mlflow_store):
+def test_the_model_and_system_metrics_from_the_command_line(tmp_path, mlflow_store):
     import mlflow.keras
 
-    result = run_module(
-        "experiments.toy", "--iterations", "300", "--log-model", "--system-metrics", cwd=tmp_path
-    )
+    result = run_module("experiments.toy", "--iterations", "300", "--system-metrics", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     client, run = only_run(mlflow_store, "toy")
     assert run.info.status == "FINISHED"
@@ -51,8 +49,8 @@ def test_log_model_and_system_metrics_from_the_command_line(tmp_path, mlflow_sto
 
 
 @pytest.mark.slow
-def test_without_the_flags_no_model_and_no_system_metrics(tmp_path, mlflow_store):
-    result = run_module("experiments.toy", "--iterations", "100", cwd=tmp_path)
+def test_no_log_model_and_no_system_metrics(tmp_path, mlflow_store):
+    result = run_module("experiments.toy", "--iterations", "100", "--no-log-model", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     client, run = only_run(mlflow_store, "toy")
     assert run.outputs.model_outputs == []

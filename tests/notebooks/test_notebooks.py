@@ -19,7 +19,7 @@ NOTEBOOKS = REPO / "notebooks"
 # Per notebook, what replaces its parameters cell: few iterations, one seed.
 CI_SETTINGS = {
     "initialization": {"ITERATIONS": 3000, "SEED": 1, "LOG_MODEL": True},
-    "regularization": {"ITERATIONS": 3000, "SEED": 1, "LOG_MODEL": False},
+    "regularization": {"ITERATIONS": 3000, "SEED": 1, "LOG_MODEL": False},  # tried both ways
     "gradient_checking": {"SEED": 1},
 }
 MAX_BYTES = 20_000  # a committed notebook is its source: figures and tables are outputs

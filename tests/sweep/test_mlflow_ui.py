@@ -50,10 +50,10 @@ CHROME_FLAGS = (
     "--window-size=1600,1000",
 )
 # A short real sweep: the course preset's zeros and He initializations, 1000 iterations each,
-# both in one worker process as a longer sweep would run them, each logging its model.
+# both in one worker process as a longer sweep would run them (each logs its model).
 SWEEP = (
     *("-m", "experiments.sweep", "--preset", "course", "--experiment", "initialization"),
-    *("--set", "init=zeros,he", "--set", "iterations=1000", "--workers", "1", "--log-model"),
+    *("--set", "init=zeros,he", "--set", "iterations=1000", "--workers", "1"),
 )
 METRICS = ("train_error", "dev_error")  # what the run page and the runs table must show
 PLOTS = ("decision_boundary.png", "errors.png", "gradient_norms.png")

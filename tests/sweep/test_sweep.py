@@ -595,12 +595,17 @@ def test_exit_code_is_1_only_when_every_config_failed_or_fail_fast_stopped(tmp_p
 
 
 @pytest.mark.slow
-def test_log_model_reaches_every_configs_run(tmp_path):
+def test_every_configs_model_is_logged_unless_no_log_model(tmp_path):
     import mlflow.keras
     from mlflow.tracking import MlflowClient
 
+    off = sweep("--grid", str(toy_grid(tmp_path, "no-models", [1])), "--no-log-model")
+    assert off.returncode == 0, off.stderr
+    (kid,) = children(runs_of("no-models"))
+    assert kid.info.status == "FINISHED" and kid.outputs.model_outputs == []
+
     grid = toy_grid(tmp_path, "models", [1, 2])
-    result = sweep("--grid", str(grid), "--workers", "1", "--log-model")
+    result = sweep("--grid", str(grid), "--workers", "1")
     assert result.returncode == 0, result.stderr
     runs = runs_of("models")
     (parent,) = parents(runs)
