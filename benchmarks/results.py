@@ -9,9 +9,10 @@ with the command that measured it, the day and the machine's load:
   table and what the sweep prints disagree.
 - `topics`: each topic's own numbers from the same sweep (every run's `summary.json`): the
   figures its docstring's claim is about, for its defaults.
-- the benchmarks (`training`, `callbacks`, `sweep-throughput`, `experiments`), each run only
-  when named in `--benchmarks` (minutes each); a section not run again is kept as it was.
-  A benchmark's `--json` report carries the `table` it printed, which is what lands here.
+- the benchmarks (`training`, `callbacks`, `sweep-throughput`, `recording`, `experiments`),
+  each run only when named in `--benchmarks` (minutes each); a section not run again is
+  kept as it was. A benchmark's `--json` report carries the `table` it printed, which is
+  what lands here.
 
 Run: `python benchmarks/results.py` (a couple of minutes on 2 cores), or
 `python benchmarks/results.py --benchmarks training,callbacks` to measure those too.
@@ -67,6 +68,12 @@ BENCHMARKS = {
         "bench_sweep.py",
         "Sweep throughput",
         "Fresh processes one config each against the sweep's long-lived workers.",
+    ),
+    "recording": (
+        "bench_recording.py",
+        "What recording costs a course run",
+        "A course run with and without its datasets and its model logged to MLflow "
+        "(`bare` stubs dataset logging out); `--no-log-model` is the `datasets` row.",
     ),
     "experiments": (
         "bench_experiments.py",

@@ -13,6 +13,7 @@ import contextvars
 import getpass
 import hashlib
 import importlib.metadata
+import json
 import random
 import subprocess
 import sys
@@ -35,6 +36,9 @@ from mlflow.utils.mlflow_tags import (
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
+# Seconds between system-metric samples (MLflow's default, 10, is longer than most course
+# runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
+SYSTEM_METRICS_INTERVAL = 1.0
 _VERSIONED_PACKAGES = ("tensorflow", "keras", "jax", "mlflow", "numpy", "scikit-learn")
 _CHILD_TAGS: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
     "child_tags", default=None
@@ -142,6 +146,23 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _model_requirements() -> list[str]:
+    """The pip requirements of a logged Keras model: the installed Keras and its backend.
+
+    Given explicitly because MLflow's own inference loads the model again in a fresh Python
+    process that imports the framework: a hundred times the rest of the `log_model` call.
+    """
+    keras = sys.modules.get("keras")
+    packages = ["keras", keras.backend.backend() if keras is not None else "tensorflow"]
+    requirements = []
+    for package in packages:
+        try:
+            requirements.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
 def with_retries(call, *args, attempts: int = 8, **kwargs):
     """Run an MLflow call, retrying with jittered backoff while the store is busy.
 
@@ -204,6 +225,9 @@ class RunRecorder:
         tracking_uri: Defaults to `MLFLOW_TRACKING_URI`, else MLflow's local default
             (`mlflow.db` in the working directory).
         parent_run_id: Makes this a child run.
+        system_metrics: Sample CPU, memory, disk and network use into `system/*` metrics
+            every `SYSTEM_METRICS_INTERVAL` seconds while the run is open (MLflow's system
+            metrics; needs `psutil`).
 
     Example:
         >>> with RunRecorder("demo", run_name="l2", params={"lambd": 0.7}) as recorder:
@@ -223,6 +247,7 @@ class RunRecorder:
         experiment_description: str | None = None,
         tracking_uri: str | None = None,
         parent_run_id: str | None = None,
+        system_metrics: bool = False,
     ):
         self.experiment_description = experiment_description
         self.client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
@@ -235,7 +260,10 @@ class RunRecorder:
         if parent_run_id:
             self.tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.last_step = 0
+        self.system_metrics = system_metrics
+        self._monitor = None
 
     def __enter__(self) -> RunRecorder:
         experiment_id = get_or_create_experiment(
@@ -255,10 +283,25 @@ class RunRecorder:
             tags.update(inherited[1])
         run = with_retries(self.client.create_run, experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        self.experiment_id = experiment_id
         self.log_params(self.params)
+        if self.system_metrics:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            # The monitor takes an explicit run id; `mlflow.start_run(log_system_metrics=...)`
+            # would need MLflow's fluent active run, which this class stays out of.
+            self._monitor = SystemMetricsMonitor(
+                self.run_id,
+                sampling_interval=SYSTEM_METRICS_INTERVAL,
+                tracking_uri=self.client.tracking_uri,
+            )
+            self._monitor.start()
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
+        if self._monitor is not None:
+            self._monitor.finish()  # logs its last samples, so before the run ends
+            self._monitor = None
         if exc_type is None:
             status = "FINISHED"
         else:
@@ -328,6 +371,93 @@ class RunRecorder:
         self.set_tags({"data_hash": fingerprint})
         return fingerprint
 
+    def log_datasets(self, splits: Mapping[str, tuple], *, name: str, source: str) -> None:
+        """Log arrays as the run's MLflow dataset inputs: `splits` maps a context
+        (`training`, `validation`) to `(x, y)`.
+
+        Each dataset is named `<name>/<context>`, its digest is `data_fingerprint(x, y)` and
+        MLflow profiles its shapes. `source` is a file path (an existing file) or what
+        generated the data (`noisy_moons(seed=1)`); `"train.csv + dev.csv"` gives each split
+        its own file, in the order of `splits`.
+        """
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        files = source.split(" + ")
+        inputs = []
+        for index, (context, (x, y)) in enumerate(splits.items()):
+            file = Path(files[min(index, len(files) - 1)])
+            dataset = mlflow.data.from_numpy(
+                x,
+                targets=y,
+                name=f"{name}/{context}",
+                digest=data_fingerprint(x, y),
+                source=get_dataset_source_from_json(
+                    json.dumps({"uri": str(file.resolve())}), "local"
+                )
+                if file.is_file()
+                else CodeDatasetSource({"generator": source}),
+            )
+            inputs.append(
+                DatasetInput(
+                    Dataset(**dataset.to_dict()), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]
+                )
+            )
+        with_retries(self.client.log_inputs, self.run_id, datasets=inputs)
+
+    def log_model_summary(self, model) -> None:
+        """`model_summary.txt`: Keras's `model.summary()` of the trained model."""
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        self.log_text("\n".join(lines), "model_summary.txt")
+
+    def log_keras_model(self, model, x_example) -> str:
+        """Log `model` as the run's MLflow model `model` (Keras's native `.keras` format),
+        with a signature inferred from `x_example` and the model's predictions on it;
+        returns its `models:/<model id>` URI.
+
+        Load it back with `mlflow.keras.load_model(f"runs:/{run_id}/model")`.
+        """
+        import mlflow.keras
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.models import infer_signature
+
+        predictions = np.asarray(model.predict_on_batch(x_example))
+        signature = infer_signature(np.asarray(x_example), predictions)
+        # `log_model` would attach the model to MLflow's fluent active run (and its active
+        # experiment); this class has neither, so the model is created here, in the run's
+        # experiment, and linked to the run explicitly. It reads the global tracking URI.
+        logged = with_retries(
+            self.client.create_logged_model,
+            self.experiment_id,
+            name="model",
+            source_run_id=self.run_id,
+            params=self.params,
+        )
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        try:
+            info = self._store(
+                "model",
+                mlflow.keras.log_model,
+                model,
+                name="model",
+                model_id=logged.model_id,
+                signature=signature,
+                pip_requirements=_model_requirements(),
+            )
+        finally:
+            mlflow.set_tracking_uri(previous)
+        with_retries(
+            self.client.log_outputs,
+            self.run_id,
+            [LoggedModelOutput(logged.model_id, step=self.last_step)],
+        )
+        return info.model_uri
+
     def log_figure(self, figure, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_figure, self.run_id, figure, artifact_file)
 
@@ -343,9 +473,9 @@ class RunRecorder:
         """Store a local file as an artifact at the run's artifact root."""
         self._store(Path(local_path).name, self.client.log_artifact, self.run_id, str(local_path))
 
-    def _store(self, artifact_file: str, log, *args) -> None:
+    def _store(self, artifact_file: str, log, *args, **kwargs):
         try:
-            with_retries(log, *args)
+            return with_retries(log, *args, **kwargs)
         except (OSError, MlflowException) as exc:  # requests' errors are OSErrors too
             raise ArtifactStoreError(
                 f"cannot store artifact {artifact_file!r} of run {self.run_id}: {exc}"

@@ -364,6 +364,22 @@ def build_parser(config_cls: type, *, prog: str | None = None) -> argparse.Argum
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's own default)",
     )
     parser.add_argument(
+        "--log-model",
+        dest="_log_model",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log the trained Keras model as the run's MLflow model (.keras format, with a "
+        "signature; load it with mlflow.keras.load_model('runs:/<run id>/model')) "
+        "(default: true)",
+    )
+    parser.add_argument(
+        "--system-metrics",
+        dest="_system_metrics",
+        action="store_true",
+        default=None,
+        help="record MLflow's system metrics (CPU, memory, disk, network) during the run",
+    )
+    parser.add_argument(
         "--traceback",
         dest="_traceback",
         action="store_true",
@@ -402,13 +418,14 @@ def parse_args(
         SystemExit: code 2 after one line on stderr for argparse errors (unknown flag,
             missing value); code 0 after `--help`.
     """
-    cfg, tracking_uri, _, _ = _parse(config_cls, argv, prog)
+    cfg, tracking_uri, *_ = _parse(config_cls, argv, prog)
     return cfg, tracking_uri
 
 
 def _parse(
     config_cls: type[C], argv: list[str] | None, prog: str | None
-) -> tuple[C, str | None, bool, bool]:
+) -> tuple[C, str | None, bool, bool, dict[str, bool]]:
+    """(config, tracking URI, --traceback, --verbose, the recording flags given)."""
     parser = build_parser(config_cls, prog=prog)
     namespace, extras = parser.parse_known_args(argv)
     if extras:
@@ -417,7 +434,12 @@ def _parse(
     tracking_uri = given.pop("_tracking_uri")
     show_traceback = given.pop("_traceback")
     verbose = given.pop("_verbose", False)
-    return config_from_dict(config_cls, given), tracking_uri, show_traceback, verbose
+    recording = {
+        "log_model": given.pop("_log_model"),
+        "system_metrics": given.pop("_system_metrics"),
+    }
+    recording = {name: value for name, value in recording.items() if value is not None}
+    return config_from_dict(config_cls, given), tracking_uri, show_traceback, verbose, recording
 
 
 def _unrecognized_message(extras: list[str], parser: argparse.ArgumentParser) -> str:
@@ -440,6 +462,9 @@ def main(
 ) -> None:
     """Parse the command line, call `run_fn(cfg, tracking_uri=...)`, print its summary.
 
+    `--no-log-model` (or `--log-model`) and `--system-metrics` add `log_model=False` (or
+    True) and `system_metrics=True` to the call (see `experiments.harness.runner`).
+
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with
     code 2; a run whose loss diverged (NaN/inf; recorded in MLflow as FAILED with its
@@ -458,10 +483,10 @@ def main(
     """
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
-        cfg, tracking_uri, show_traceback, verbose = _parse(config_cls, argv, None)
+        cfg, tracking_uri, show_traceback, verbose, recording = _parse(config_cls, argv, None)
         check_tracking_uri(resolve_tracking_uri(tracking_uri))
         quiet.quiet_logs(verbose)
-        summary = run_fn(cfg, tracking_uri=tracking_uri)
+        summary = run_fn(cfg, tracking_uri=tracking_uri, **recording)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None

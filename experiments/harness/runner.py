@@ -10,9 +10,13 @@ A topic loads its data and builds its model, then:
             run.log_figure(decision_boundary(...), "decision_boundary.png")
             return run.summary()
 
-`where` is where the run goes: `experiment` (default: the topic's name), `tracking_uri` and
-`parent_run_id`; the command line and the sweep pass them, a topic only hands them on. The
-run's description is the first paragraph of the topic's docstring, its params the config.
+`where` is where the run goes and what it records besides the standard: `experiment`
+(default: the topic's name), `tracking_uri`, `parent_run_id`, `log_model` (the trained Keras
+model as the run's MLflow model; default True) and `system_metrics` (MLflow's CPU/memory/
+disk samples; default False); the
+command line and the sweep pass them, a topic only hands them on. The run's description is
+the first paragraph of the topic's docstring, its params the config. Every run logs its train
+and dev sets as MLflow dataset inputs (`training`, `validation`) and `model_summary.txt`.
 
 `run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
 per-layer gradient norms with `GradientNormLogger`, MLflow recording), trains through the
@@ -32,6 +36,7 @@ import inspect
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments.harness.tracking_store import check_tracking_uri
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from experiments.harness.datasets import DataSplit
 
 PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
+MODEL_EXAMPLE_ROWS = 5  # rows a logged model's signature is inferred from
 # The diagnosis's numbers, in the order summaries, tables and CSV files show them.
 DIAGNOSIS_NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
 # What the sweep reads from a topic's summary for its table.
@@ -49,8 +55,9 @@ SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 class TrackedRun:
     """A run in progress; see `tracked_run`."""
 
-    def __init__(self, recorder, data: DataSplit, bayes_error: float):
+    def __init__(self, recorder, data: DataSplit, bayes_error: float, log_model: bool = True):
         self.recorder = recorder
+        self.log_model = log_model
         self.data = data
         self.bayes_error = bayes_error
         self.bias_variance = None
@@ -110,6 +117,9 @@ class TrackedRun:
             self._rediagnose_restored(model, callbacks, log_every)
         finally:
             self._record_training(log_every)
+        self.recorder.log_model_summary(model)
+        if self.log_model:
+            self.recorder.log_keras_model(model, data.x_train[:MODEL_EXAMPLE_ROWS])
         return self.history
 
     def _rediagnose_restored(self, model, callbacks, log_every: int) -> None:
@@ -233,6 +243,7 @@ def tracked_run(
     run_name: str,
     bayes_error: float | None = None,
     tags: Mapping[str, str] | None = None,
+    log_model: bool = True,
     **where,
 ) -> Iterator[TrackedRun]:
     """Open an MLflow run for `cfg` on `data`; FINISHED on success, FAILED if the block raises.
@@ -243,12 +254,28 @@ def tracked_run(
         run_name: What the run is, for the runs table ("regularization l2 λ=0.7").
         bayes_error: Defaults to the data's known Bayes error, else 0.
         tags: Extra tags (the topic's own).
-        **where: `experiment`, `tracking_uri`, `parent_run_id`; see the module docstring.
+        log_model: Log the model `run.train` trained as the run's MLflow model.
+        **where: `experiment`, `tracking_uri`, `parent_run_id`, `system_metrics`; see the
+            module docstring.
     """
     bayes = bayes_error if bayes_error is not None else (data.bayes_error or 0.0)
     tags = {"data_source": data.source, "data_hash": data.fingerprint(), **(tags or {})}
     with parent_run(cfg, run_name=run_name, tags=tags, **where) as recorder:
-        yield TrackedRun(recorder, data, bayes)
+        recorder.log_datasets(
+            {"training": (data.x_train, data.y_train), "validation": (data.x_dev, data.y_dev)},
+            name=dataset_name(data.source),
+            source=data.source,
+        )
+        yield TrackedRun(recorder, data, bayes, log_model)
+
+
+def dataset_name(source: str) -> str:
+    """What the runs table calls a run's data: the generator (`noisy_moons`) or the file's
+    name without its extension (`data` for `data.mat`; the train file's of a pair)."""
+    first = source.split(" + ")[0]
+    if "(" in first:
+        return first.split("(")[0]
+    return Path(first).stem or "data"
 
 
 def parent_run(
@@ -259,10 +286,14 @@ def parent_run(
     experiment: str | None = None,
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
+    log_model: bool = True,
+    system_metrics: bool = False,
 ):
     """A `RunRecorder` for `cfg` without data: the parent of a topic's child runs.
 
     Same arguments as `tracked_run`; its children get `parent_run_id=recorder.run_id`.
+    It trains no model of its own, so `log_model` is for its children: a topic hands
+    `where` on to them whole.
     """
     import mlflow
 
@@ -280,6 +311,7 @@ def parent_run(
         experiment_description=description,
         tracking_uri=tracking_uri,
         parent_run_id=parent_run_id,
+        system_metrics=system_metrics,
     )
 
 

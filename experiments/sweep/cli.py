@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or $RAY_ADDRESS)",
     )
     parser.add_argument(
+        "--log-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each config's trained Keras model as its run's MLflow model (default: "
+        "true; configs already FINISHED are skipped as ever: add --force to log theirs)",
+    )
+    parser.add_argument(
         "--takeover",
         action="store_true",
         help="the same sweep looks RUNNING from another host: mark its runs KILLED and go on",
@@ -184,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         force=args.force,
         fail_fast=args.fail_fast,
         takeover=args.takeover,
+        log_model=args.log_model,
         verbose=args._verbose,
         overrides=tuple(args.overrides),
         only=tuple(args.only),

@@ -40,6 +40,7 @@ class SweepOptions:
     force: bool = False  # re-run configs FINISHED earlier
     fail_fast: bool = False
     takeover: bool = False  # the same sweep looks RUNNING from another host: close its runs
+    log_model: bool = True  # each config's trained model as its run's MLflow model
     verbose: bool = False
     overrides: tuple[str, ...] = ()  # --set, for the parent run's params
     only: tuple[str, ...] = ()  # --experiment, likewise
@@ -69,6 +70,7 @@ def parent_recorder(
             "backend": options.backend,
             "threads_per_worker": threads,
             "force": options.force,
+            "log_model": options.log_model,
             "set": " ".join(options.overrides) or "none",
             "only": ",".join(options.only) or "all",
         },
@@ -231,6 +233,7 @@ class Sweep:
             sweep_experiment_id=self.experiment_id,
             threads=threads,
             log_file=log_file,
+            log_model=self.options.log_model,
         )
         s = "" if workers == 1 else "s"
         progress, task = report.progress_bar(

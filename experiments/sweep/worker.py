@@ -27,6 +27,7 @@ class WorkerSettings:
     sweep_experiment_id: str
     threads: int
     log_file: str | None = None
+    log_model: bool = True  # off: handed to the topic's `run` like the tracking URI
 
 
 @dataclass
@@ -69,6 +70,8 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     status, reason, summary = "FINISHED", "", {}
     module = load_experiment(config.experiment)
     kwargs = {"tracking_uri": settings.tracking_uri, "parent_run_id": settings.parent_run_id}
+    if not settings.log_model:
+        kwargs["log_model"] = False
     if accepts_experiment(module.run):
         kwargs["experiment"] = settings.sweep_experiment
     error: BaseException | None = None

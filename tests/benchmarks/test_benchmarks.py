@@ -107,3 +107,30 @@ def test_callbacks_benchmark_refuses_more_eval_rows_than_samples(capsys, monkeyp
         bench.main(["--samples", "100", "--eval-rows", "200"])
     assert exit_info.value.code == 2
     assert "--eval-rows must be at most --samples" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_recording_benchmark_times_the_recording_calls_inside_real_runs(tmp_path):
+    report_path = tmp_path / "recording.json"
+    script = SCRIPT.parent / "bench_recording.py"
+    command = [sys.executable, str(script), "--experiment", "toy", "--rounds", "2"]
+    done = subprocess.run(
+        [*command, "--json", str(report_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert {mode: len(s) for mode, s in report["seconds"].items()} == {
+        "bare": 2,
+        "datasets": 2,
+        "datasets+model": 2,
+    }
+    # Datasets are logged by the 4 runs that do not stub them out; models by the 2 that ask.
+    assert len(report["call_seconds"]["log_datasets"]) == 4
+    assert len(report["call_seconds"]["log_keras_model"]) == 2
+    shares = report["call_share_of_run"].values()
+    assert all(0 < share < 1 for share in shares), report["call_share_of_run"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()

@@ -255,6 +255,22 @@ def test_main_runs_and_prints_the_summary(capsys):
         assert fragment in out
 
 
+def test_main_hands_the_recording_flags_on_only_when_given(capsys):
+    calls = []
+
+    def run(cfg, **where):
+        calls.append(where)
+
+    main(Config, run, [])
+    main(Config, run, ["--no-log-model"])
+    main(Config, run, ["--system-metrics", "--log-model"])
+    assert calls == [
+        {"tracking_uri": None},
+        {"tracking_uri": None, "log_model": False},
+        {"tracking_uri": None, "log_model": True, "system_metrics": True},
+    ]
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -396,6 +412,11 @@ def test_cli_success(experiment):
         (["--data", "missing.npz"], "data file not found: missing.npz"),
         (["--data", "not_a_zip.npz"], "not_a_zip.npz: not an .npz archive"),
         (["--data", "data.txt"], "unsupported file type"),
+        (
+            ["--log-model=yes"],
+            "argument --log-model/--no-log-model: ignored explicit argument 'yes'",
+        ),
+        (["--system-metric"], "(did you mean --system-metrics?)"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(experiment, args, fragment):
@@ -423,6 +444,8 @@ def test_cli_help(experiment):
         "path to the user's data file",
         "--dev-data PATH",
         "--tracking-uri URI",
+        "--log-model, --no-log-model",
+        "--system-metrics",
     ]:
         assert fragment in result.stdout, fragment
 

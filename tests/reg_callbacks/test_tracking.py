@@ -1,8 +1,10 @@
 """Tier 2: what RunRecorder writes to a real (temporary) MLflow store, read back."""
 
+import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -13,7 +15,13 @@ from mlflow.tracking import MlflowClient
 from support import REPO
 
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
-from reg_callbacks.tracking import data_fingerprint, flatten, git_commit, tags_for_children_of
+from reg_callbacks.tracking import (
+    SYSTEM_METRICS_INTERVAL,
+    data_fingerprint,
+    flatten,
+    git_commit,
+    tags_for_children_of,
+)
 
 pytestmark = pytest.mark.backends
 
@@ -297,3 +305,82 @@ def test_git_commit_is_dirty_when_tracked_files_changed_or_the_script_is_not_com
     assert commit_of("run.py") == head + "+dirty"  # any tracked file changed
     _git(repo, "commit", "-q", "-am", "edited")
     assert commit_of("run.py") == _git(repo, "rev-parse", "HEAD") != head
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets, models and system metrics: what MLflow's UI reads from a run
+
+
+def test_train_and_dev_sets_are_the_runs_dataset_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.normal(size=(30, 2)), rng.integers(0, 2, (30, 1))
+    x_dev, y_dev = rng.normal(size=(10, 2)), rng.integers(0, 2, (10, 1))
+    (tmp_path / "train.csv").write_text("x\n")
+    (tmp_path / "dev.csv").write_text("x\n")
+    splits = {"training": (x_train, y_train), "validation": (x_dev, y_dev)}
+    with RunRecorder("demo") as generated:
+        generated.log_datasets(splits, name="moons", source="noisy_moons(seed=1)")
+    with RunRecorder("demo") as from_files:
+        from_files.log_datasets(splits, name="train", source="train.csv + dev.csv")
+
+    def inputs(recorder):
+        run = MlflowClient().get_run(recorder.run_id)
+        return {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+
+    logged = inputs(generated)
+    assert set(logged) == {"training", "validation"}
+    train, dev = logged["training"], logged["validation"]
+    assert (train.name, dev.name) == ("moons/training", "moons/validation")
+    assert train.digest == data_fingerprint(x_train, y_train) != dev.digest
+    assert json.loads(train.profile)["features_shape"] == [30, 2]
+    assert json.loads(dev.profile)["targets_shape"] == [10, 1]
+    assert train.source_type == "code" and "noisy_moons(seed=1)" in train.source
+    files = inputs(from_files)
+    assert files["training"].source_type == files["validation"].source_type == "local"
+    assert json.loads(files["training"].source)["uri"].endswith("train.csv")
+    assert json.loads(files["validation"].source)["uri"].endswith("dev.csv")
+
+
+MODEL_KINDS = ("sequential", "functional", "subclassed", "nested")
+
+
+@pytest.mark.slow  # ~7 s a kind: saving, reading back and loading a .keras file
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_logged_keras_model_loads_back_with_the_same_predictions(kind):
+    import mlflow.keras
+    import model_zoo
+
+    case = getattr(model_zoo, kind)()
+    case.model.fit(case.x, case.y, epochs=2, verbose=0)
+    expected = np.asarray(case.model.predict(case.x, verbose=0))
+    with RunRecorder("demo") as recorder:
+        recorder.log_metrics([(2, {"loss": 0.5})])
+        recorder.log_model_summary(case.model)
+        uri = recorder.log_keras_model(case.model, case.x[:5])
+
+    loaded = mlflow.keras.load_model(f"runs:/{recorder.run_id}/model")
+    assert loaded is not case.model
+    np.testing.assert_allclose(loaded.predict(case.x, verbose=0), expected, rtol=1e-6)
+    client = MlflowClient()
+    (model,) = client.search_logged_models([client.get_run(recorder.run_id).info.experiment_id])
+    assert (model.model_uri, model.source_run_id, model.name) == (uri, recorder.run_id, "model")
+    assert model.status.name == "READY"
+    outputs = client.get_run(recorder.run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model.model_id, 2)]
+    signature = mlflow.models.get_model_info(uri).signature
+    assert signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, *case.x.shape[1:])
+    summary = Path(client.download_artifacts(recorder.run_id, "model_summary.txt")).read_text()
+    assert "Total params" in summary
+    assert all(name.split("/")[-1] in summary for name in case.layers if "/" not in name)
+
+
+def test_system_metrics_are_sampled_while_the_run_is_open():
+    with RunRecorder("demo", system_metrics=True) as recorder:
+        time.sleep(2.5 * SYSTEM_METRICS_INTERVAL)
+    metrics = MlflowClient().get_run(recorder.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics
+    assert 0 < metrics["system/system_memory_usage_megabytes"]
+    with RunRecorder("demo") as without:
+        time.sleep(1.5 * SYSTEM_METRICS_INTERVAL)
+    metrics = MlflowClient().get_run(without.run_id).data.metrics
+    assert not any(key.startswith("system/") for key in metrics)

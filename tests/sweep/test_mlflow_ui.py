@@ -4,7 +4,8 @@ A module fixture fills a temporary store with a short real sweep, starts
 `mlflow server` on 127.0.0.1 against it, and stops it (the whole process group) at the end.
 The REST tests read it as any external client would; the browser tests open the UI in
 Debian's headless Chromium through Selenium (never a downloaded browser or driver) and
-check the runs table (run names, the `bias_variance` tag column), a run page (metrics,
+check the runs table (run names, the `bias_variance` tag column, the Dataset and Models
+columns), the experiment's Models tab (each run's logged model), a run page (metrics,
 description) and an artifact (the gradient heatmap PNG renders).
 
 Knobs (environment):
@@ -49,7 +50,7 @@ CHROME_FLAGS = (
     "--window-size=1600,1000",
 )
 # A short real sweep: the course preset's zeros and He initializations, 1000 iterations each,
-# both in one worker process as a longer sweep would run them.
+# both in one worker process as a longer sweep would run them (each logs its model).
 SWEEP = (
     *("-m", "experiments.sweep", "--preset", "course", "--experiment", "initialization"),
     *("--set", "init=zeros,he", "--set", "iterations=1000", "--workers", "1"),
@@ -389,6 +390,25 @@ def _expand_parents(driver, parent_ids: set[str]) -> None:
         _find(driver, f".ag-row[row-id='{parent_id}'] [col-id='{RUN_NAME}'] button")[0].click()
 
 
+def _show_rows(driver, runs) -> None:
+    """Every run's row, unfolding parents still folded (the UI remembers unfolded ones within
+    a browser session, and the expander toggles)."""
+    parents = {run.data.tags.get(MLFLOW_PARENT_RUN_ID) for run in runs} - {None}
+    for parent_id in parents:
+        _wait(driver, lambda d, p=parent_id: _cell(d, p, RUN_NAME), f"parent run {parent_id}")
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def every_row(d) -> bool:
+        return all(_cell(d, run.info.run_id, RUN_NAME) for run in runs)
+
+    try:
+        WebDriverWait(driver, 5, poll_frequency=0.25).until(every_row)
+    except TimeoutException:
+        _expand_parents(driver, parents)
+    _wait(driver, every_row, "every run's row")
+
+
 def _widen(driver, column: str, pixels: int) -> None:
     """Drag a runs-table column's resize handle; cosmetic, so a missing handle is no failure."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -443,7 +463,8 @@ def test_runs_table_shows_run_names_and_bias_variance_column(ui, browser):
     _close_assistant(browser)
     for run in runs:
         assert run.info.run_name in _cell(browser, run.info.run_id, RUN_NAME)
-    # Trade the default Dataset/Source/Models columns (empty here) for the diagnosis.
+    # Trade the default Dataset/Source/Models columns (the next test reads them) for the
+    # diagnosis.
     columns = {"Dataset": False, "Source": False, "Models": False, "bias_variance": True}
     columns |= {tag: True for tag in ("gradient_health",) if any(tag in r.data.tags for r in runs)}
     columns |= {key: True for key in METRICS if any(key in r.data.metrics for r in runs)}
@@ -459,6 +480,54 @@ def test_runs_table_shows_run_names_and_bias_variance_column(ui, browser):
     _widen(browser, RUN_NAME, 170)  # whole run names and labels in the screenshot
     _widen(browser, "tags.`bias_variance`", 70)
     _screenshot(browser, ui.root / "runs_table.png", ".ag-row")
+
+
+def test_runs_table_shows_each_runs_datasets_and_model(ui, browser):
+    runs = _runs(ui)
+    experiment_id = runs[0].info.experiment_id
+    runs = [run for run in runs if run.info.experiment_id == experiment_id]
+    _open(browser, ui, f"/experiments/{experiment_id}/runs")
+    _show_rows(browser, runs)
+    _close_assistant(browser)
+    _select_columns(browser, {"Dataset": True, "Models": True})
+    for run in runs:
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        training = inputs["training"]
+        assert set(inputs) == {"training", "validation"}
+        _wait(
+            browser,
+            lambda d, run=run, t=training: (
+                f"{t.name} ({t.digest})"
+                in (_cell(d, run.info.run_id, "attributes.`Dataset`") or "")
+            ),
+            f"{run.info.run_name}'s training set in the Dataset column",
+        )
+        _wait(
+            browser,
+            lambda d, run=run: _cell(d, run.info.run_id, "attributes.`Models`") == "model",
+            f"{run.info.run_name}'s model in the Models column",
+        )
+
+
+def test_models_tab_lists_each_runs_logged_model(ui, browser):
+    from selenium.webdriver.common.by import By
+
+    runs = _runs(ui)
+    experiment_id = runs[0].info.experiment_id
+    models = ui.client().search_logged_models([experiment_id])
+    by_run = {run.info.run_id: run.info.run_name for run in runs}
+    assert {model.source_run_id for model in models} >= {
+        run.info.run_id for run in runs if run.info.experiment_id == experiment_id
+    }
+    _open(browser, ui, f"/experiments/{experiment_id}/models")
+    names = [by_run[model.source_run_id] for model in models if model.source_run_id in by_run]
+    _wait(
+        browser,
+        lambda d: all(name in d.find_element(By.TAG_NAME, "body").text for name in names),
+        "every logged model's source run in the Models tab",
+    )
+    assert "Ready" in browser.find_element(By.TAG_NAME, "body").text
+    browser.save_screenshot(str(ui.root / "models_tab.png"))
 
 
 def test_run_page_shows_metrics_and_description(ui, browser):

@@ -592,3 +592,28 @@ def test_exit_code_is_1_only_when_every_config_failed_or_fail_fast_stopped(tmp_p
     assert result.returncode == 1
     assert "error: every config failed (3 of them)" in result.stderr
     assert len([r for r in children(runs_of("failing")) if r.info.status == "FAILED"]) == 4
+
+
+@pytest.mark.slow
+def test_every_configs_model_is_logged_unless_no_log_model(tmp_path):
+    import mlflow.keras
+    from mlflow.tracking import MlflowClient
+
+    off = sweep("--grid", str(toy_grid(tmp_path, "no-models", [1])), "--no-log-model")
+    assert off.returncode == 0, off.stderr
+    (kid,) = children(runs_of("no-models"))
+    assert kid.info.status == "FINISHED" and kid.outputs.model_outputs == []
+
+    grid = toy_grid(tmp_path, "models", [1, 2])
+    result = sweep("--grid", str(grid), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    runs = runs_of("models")
+    (parent,) = parents(runs)
+    assert parent.data.params["log_model"] == "True"
+    kids = children(runs)
+    assert len(kids) == 2 and all(len(r.outputs.model_outputs) == 1 for r in kids)
+    client = MlflowClient()
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert {m.source_run_id for m in models} == {r.info.run_id for r in kids}
+    model = mlflow.keras.load_model(f"runs:/{kids[0].info.run_id}/model")
+    assert model.count_params() > 0

@@ -1,0 +1,174 @@
+"""What recording costs a course run: its datasets in MLflow, and `--log-model`.
+
+Runs one experiment's `run(Config())` (the course's settings) in this process against a
+fresh SQLite store, in three ways per round, the order rotating from round to round:
+
+- `bare`: dataset logging replaced by a no-op (what a run cost before it logged inputs);
+- `datasets`: as every run records now, train and dev sets as MLflow dataset inputs;
+- `datasets+model`: the same with `log_model=True`, the default (`--no-log-model` is `datasets`).
+
+Each run's wall time is measured around the `run` call; one unmeasured run first pays the
+imports and compilation. On a busy machine the runs' own spread (seconds) swamps a cost of a
+few percent, so the two recording calls are also timed inside the runs that make them
+(`RunRecorder.log_datasets`, `RunRecorder.log_keras_model`), and their medians are given as
+a fraction of the median `datasets` run: the cost the ~5 % rule for `--log-model` is
+decided on. Prints the medians, the ratios and the load average the machine had (the
+ratios hold under load better than the seconds do); `--json PATH` writes them.
+
+Run: `python benchmarks/bench_recording.py [--experiment regularization] [--rounds 5]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench_training import finish  # noqa: E402
+
+from experiments.harness.registry import EXPERIMENTS  # noqa: E402
+
+MODES = ("bare", "datasets", "datasets+model")
+
+
+@contextlib.contextmanager
+def timing(method: str, seconds: list[float]):
+    """Time every call of `RunRecorder.<method>` into `seconds`."""
+    from reg_callbacks.tracking import RunRecorder
+
+    original = getattr(RunRecorder, method)
+
+    def timed(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    setattr(RunRecorder, method, timed)
+    try:
+        yield
+    finally:
+        setattr(RunRecorder, method, original)
+
+
+@contextlib.contextmanager
+def without_datasets():
+    from reg_callbacks.tracking import RunRecorder
+
+    logged = RunRecorder.log_datasets
+    RunRecorder.log_datasets = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        RunRecorder.log_datasets = logged
+
+
+def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[float]]) -> float:
+    import keras
+
+    keras.utils.clear_session()  # as a sweep worker does between configs
+    where = {"tracking_uri": tracking_uri, "log_model": mode == "datasets+model"}
+    with contextlib.ExitStack() as stack:
+        if mode == "bare":
+            stack.enter_context(without_datasets())
+        else:
+            stack.enter_context(timing("log_datasets", calls["log_datasets"]))
+            stack.enter_context(timing("log_keras_model", calls["log_keras_model"]))
+        started = time.perf_counter()
+        module.run(cfg, **where)
+        return time.perf_counter() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="regularization", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each mode")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be a positive integer")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from experiments.harness.quiet import quiet_logs
+    from experiments.sweep.plan import load_experiment
+
+    quiet_logs()
+    module = load_experiment(args.experiment)
+    cfg = module.Config()
+    load_before = os.getloadavg()
+    seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    calls: dict[str, list[float]] = {"log_datasets": [], "log_keras_model": []}
+    with tempfile.TemporaryDirectory() as folder:
+        uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        os.chdir(folder)  # the runs' artifacts go to <folder>/mlruns
+        first = {name: [] for name in calls}  # the warm-up's: a fresh process's imports too
+        timed_run(module, cfg, "datasets+model", uri, first)
+        for round_ in range(args.rounds):
+            shift = round_ % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
+                seconds[mode].append(timed_run(module, cfg, mode, uri, calls))
+                print(f"round {round_ + 1} {mode:15} {seconds[mode][-1]:6.2f} s", flush=True)
+        os.chdir(ROOT)
+    median = {mode: statistics.median(values) for mode, values in seconds.items()}
+    ratios = {
+        "datasets/bare": median["datasets"] / median["bare"],
+        "model/datasets": median["datasets+model"] / median["datasets"],
+    }
+    call_median = {name: statistics.median(values) for name, values in calls.items() if values}
+    share = {name: value / median["datasets"] for name, value in call_median.items()}
+    for mode in MODES:
+        print(f"{mode:15} median {median[mode]:6.2f} s over {args.rounds} runs")
+    for name, ratio in ratios.items():
+        print(f"{name:15} {ratio:.3f} (paired runs)")
+    for name, value in call_median.items():
+        print(f"{name:15} median {value:6.3f} s a call, {share[name]:.1%} of a run")
+    for name, values in first.items():
+        print(f"{name:15} first call in the process {values[0]:6.3f} s")
+    command = f"python benchmarks/bench_recording.py --experiment {args.experiment}"
+    rows = [[mode, f"{median[mode]:.2f} s a run", "median"] for mode in MODES]
+    rows += [[name, f"{ratio:.3f}", "ratio of the medians"] for name, ratio in ratios.items()]
+    rows += [
+        [f"`RunRecorder.{name}`", f"{value:.3f} s a call", f"{share[name]:.1%} of a run"]
+        for name, value in call_median.items()
+    ]
+    rows += [
+        [f"`RunRecorder.{name}`, first call", f"{values[0]:.3f} s", "imports included"]
+        for name, values in first.items()
+        if values
+    ]
+    title = (
+        f"`{args.experiment}` on its defaults, {args.rounds} runs of each kind in rotating "
+        "order; the calls timed inside the runs that make them, against the median "
+        "`datasets` run"
+    )
+    report = {
+        "command": f"{command} --rounds {args.rounds}",
+        "experiment": args.experiment,
+        "rounds": args.rounds,
+        "seconds": seconds,
+        "median_s": median,
+        "ratios": ratios,
+        "call_seconds": calls,
+        "call_median_s": call_median,
+        "call_share_of_run": share,
+        "first_call_s": {name: values[0] for name, values in first.items() if values},
+        "table": {"title": title, "headers": ["what", "time", "measure"], "rows": rows},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+    }
+    return finish(report, load_before, args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
