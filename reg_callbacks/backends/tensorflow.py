@@ -9,10 +9,13 @@ What makes `train` fast, measured with `benchmarks/bench_training.py` on a share
 
 - The interval loop under XLA: ~0.03 ms a step for the course's 2-20-3-1 net, against
   ~0.15 ms for the same loop as a plain `tf.function` and ~0.1 ms for the NumPy loop.
-- Compiled once per model: the loop (and the callbacks' forward and gradient functions)
-  is cached per model and `compile`, so a second `train` call does not pay the 1-3 s of
-  tracing and XLA compilation again, and called through its concrete function, which
-  skips `tf.function`'s per-call dispatch.
+- Compiled once per architecture: the loop (and the callbacks' forward and gradient
+  functions) is traced on a private clone shared by every model of the same layers, loss,
+  metrics and optimizer kind (`compiled_for_model`), which gets each model's variables
+  copied in and out around a call. So neither a second `train` call nor a sweep's next
+  config of that shape pays the 1-3 s of tracing and XLA compilation again. Subclassed
+  models and custom layers are cached per model and `compile`. Each is called through its
+  concrete function, which skips `tf.function`'s per-call dispatch.
 - Dropout: Keras's `Dropout` draws its mask with `tf.random.stateless_uniform`'s default
   generator, which XLA runs ~10x slower on CPU than the whole rest of the step (2-20-3-1
   with keep_prob 0.86: ~0.2-0.4 ms a step, against ~0.26 ms without XLA). Inside the XLA
