@@ -282,13 +282,13 @@ def architecture_key(model: keras.Model) -> str | None:
     at run time (initial weights and seeds, a float learning rate) and names (a
     functional model's layers' stay: they wire its graph).
     Only for Sequential and functional models built of Keras's own layers, losses, metrics
-    and optimizers: a subclassed model's `call`, or a custom layer's, may depend on more than
-    its config says.
+    and optimizers, less `Lambda` and preprocessing layers: a subclassed model's `call`, or
+    a custom layer's, may depend on more than its config and variables say.
     """
     kind = type(model)
     if kind.__name__ not in ("Sequential", "Functional") or not _is_keras(kind):
         return None
-    if not model.built or not all(_is_keras(type(layer)) for layer in _layers(model)):
+    if not model.built or not all(_state_in_variables(layer) for layer in _layers(model)):
         return None
     try:
         config = {
@@ -389,6 +389,17 @@ def _layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _layers(layer)
+
+
+def _state_in_variables(layer) -> bool:
+    """Keras's own layer, whose state is all in its variables: not a `Lambda` (any function)
+    nor a preprocessing layer with `adapt` (`Normalization` keeps its adapted mean and
+    variance as tensors that its graph captures)."""
+    return (
+        _is_keras(type(layer))
+        and not hasattr(layer, "adapt")
+        and not isinstance(layer, keras.layers.Lambda)
+    )
 
 
 def _is_keras(cls) -> bool:

@@ -427,6 +427,10 @@ def test_architecture_key_tells_apart_what_changes_the_graph():
     subclassed = Subclassed()
     subclassed(np.zeros((1, 2), "float32"))
     assert key(subclassed) is None  # its call may do anything its config does not say
+    normalization = keras.layers.Normalization()
+    normalization.adapt(np.random.default_rng(0).normal(size=(8, 2)))
+    adapted = keras.Sequential([keras.Input((2,)), normalization, keras.layers.Dense(1)])
+    assert key(adapted) is None  # its adapted mean and variance are not variables
 
 
 def test_compiled_functions_do_not_keep_the_model_alive(moons):
