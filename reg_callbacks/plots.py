@@ -140,6 +140,7 @@ def gradient_heatmap(
                 va="center",
                 fontsize=7 if columns > 8 else 8,
                 color="white" if dark else "black",
+                in_layout=False,  # inside the axes: the layout need not measure each one
             )
     steps = [(e + 1) * (iterations_per_epoch or 1) for e in epochs]
     ticks = np.arange(0, len(steps), max(1, math.ceil((len(steps) - 1) / 7)))  # <= 8 ticks

@@ -8,8 +8,8 @@ pool broken when one worker dies (an out-of-memory kill, `kill -9`) and terminat
 others mid-run, and neither says which config a worker was running. Here the sweep knows
 each worker's config, so a dead worker costs only its own config (marked FAILED in the
 store and retried once), a replacement is started, and Ctrl-C reaches each running config
-once so its run ends KILLED. The throughput is the same (measured in
-benchmarks/bench_sweep.py).
+once so its run ends KILLED. Workers start importing before the sweep has opened the
+store and its parent run (`start_workers`), and get their settings once it has.
 
 Workers die with the sweep (`PR_SET_PDEATHSIG` on Linux, a watchdog elsewhere): a killed
 sweep leaves no orphan still writing runs that a resumed sweep would run a second time.
@@ -34,17 +34,22 @@ from experiments.sweep.worker import Result, WorkerSettings, run_config
 # Inside a worker
 
 
-def worker_main(connection, settings: WorkerSettings) -> None:
-    """A worker's whole life: set threads, import TensorFlow once, run configs until told."""
+def worker_main(connection, threads: int, log_file: str | None) -> None:
+    """A worker's whole life: set threads, import TensorFlow once, run configs until told.
+
+    It imports while the sweep opens the store and its parent run, then takes the
+    `WorkerSettings` (which name that run) as its first message.
+    """
     for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        os.environ[variable] = str(settings.threads)
+        os.environ[variable] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _die_with_parent()
-    _redirect_output(settings.log_file)
+    _redirect_output(log_file)
     _interrupt_once()
     try:
-        _warm_up(settings.threads)
-        while True:
+        _warm_up(threads)
+        settings = connection.recv()
+        while settings is not None:
             config = connection.recv()
             if config is None:
                 return
@@ -123,38 +128,74 @@ def _die_with_parent() -> None:
 
 
 class _Worker:
-    def __init__(self, context, settings: WorkerSettings, number: int):
+    def __init__(self, context, threads: int, log_file: str | None, number: int):
         self.connection, child = context.Pipe()
         self.process = context.Process(
-            target=worker_main, args=(child, settings), name=f"sweep-worker-{number}", daemon=True
+            target=worker_main,
+            args=(child, threads, log_file),
+            name=f"sweep-worker-{number}",
+            daemon=True,
         )
         self.process.start()
         child.close()
+        self.threads = threads
         self.config: PlannedConfig | None = None
         self.started = 0.0
 
-    def send(self, config: PlannedConfig | None) -> None:
+    def send(self, config: PlannedConfig | WorkerSettings | None) -> None:
         self.connection.send(config)
-        self.config = config
+        self.config = config if isinstance(config, PlannedConfig) else None
         self.started = time.perf_counter()
+
+    def discard(self) -> None:
+        """Kill a worker that has run nothing (it may still be importing)."""
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+
+def start_workers(count: int, threads: int, log_file: str | None) -> list[_Worker]:
+    """`count` workers that import TensorFlow until a `LocalPool(started=...)` takes them."""
+    context = multiprocessing.get_context("spawn")
+    return [_Worker(context, threads, log_file, number + 1) for number in range(count)]
 
 
 class LocalPool(Pool):
     """`size` worker processes that run `PlannedConfig`s; see the module docstring and `Pool`.
 
-    A worker that dies is replaced; one that keeps dying before it runs anything stops the
-    sweep (RuntimeError) rather than being respawned forever.
+    `started` are workers from `start_workers`, already importing; those with another
+    thread count, or beyond `size`, are discarded. A worker that dies is replaced; one that
+    keeps dying before it runs anything stops the sweep (RuntimeError) rather than being
+    respawned forever.
     """
+
+    def __init__(self, size, settings, *, started: list[_Worker] = (), **options):
+        self._started = list(started)
+        super().__init__(size, settings, **options)
 
     def _open(self) -> None:
         self._context = multiprocessing.get_context("spawn")
-        self._spawned = 0
+        self._spawned = len(self._started)
         self._deaths_at_start = 0
-        self.workers = [self._spawn() for _ in range(self.size)]
+        fitting = [w for w in self._started if w.threads == self.settings.threads]
+        for worker in self._started:
+            if worker not in fitting[: self.size]:
+                worker.discard()
+        self.workers = []
+        for worker in fitting[: self.size]:
+            with contextlib.suppress(OSError):  # a dead one is replaced at dispatch
+                worker.send(self.settings)
+            self.workers.append(worker)
+        while len(self.workers) < self.size:
+            self.workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
         self._spawned += 1
-        return _Worker(self._context, self.settings, self._spawned)
+        worker = _Worker(
+            self._context, self.settings.threads, self.settings.log_file, self._spawned
+        )
+        worker.send(self.settings)
+        return worker
 
     def _busy(self) -> list[_Worker]:
         return [w for w in self.workers if w.config is not None]

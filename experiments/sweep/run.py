@@ -19,7 +19,7 @@ from pathlib import Path
 from experiments.harness import quiet
 from experiments.harness.cli import EXIT_FAILED, EXIT_INTERRUPTED
 from experiments.sweep import report, store
-from experiments.sweep.local_pool import LocalPool
+from experiments.sweep.local_pool import LocalPool, start_workers
 from experiments.sweep.plan import Plan, PlannedConfig
 from experiments.sweep.pool import OnLost, default_workers, threads_per_worker
 from experiments.sweep.ray_pool import RayPool, connect
@@ -103,12 +103,13 @@ def pool_size(backend: str, ray_address: str, requested: int | None, configs: in
 
 
 def make_pool(
-    backend: str, size: int, settings: WorkerSettings, *, on_lost: OnLost
+    backend: str, size: int, settings: WorkerSettings, *, on_lost: OnLost, started=()
 ) -> LocalPool | RayPool:
-    """`size` local worker processes, or at most `size` Ray tasks in flight."""
+    """`size` local worker processes (taking `started` ones first), or at most `size` Ray
+    tasks in flight."""
     if backend == "ray":
         return RayPool(size, settings, on_lost=on_lost)
-    return LocalPool(size, settings, on_lost=on_lost)
+    return LocalPool(size, settings, on_lost=on_lost, started=started)
 
 
 class Interrupts:
@@ -155,8 +156,26 @@ class Sweep:
             self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SweepRefused(f"cannot create the output directory: {exc}") from None
-        # Before any worker exists: MLflow's SQLite store races when several processes
-        # create its tables at once.
+        # The workers import TensorFlow while the store is opened and the parent run made;
+        # they touch the store only once given their settings, after it exists (MLflow's
+        # SQLite store races when several processes create its tables at once).
+        self._started = self._start_workers()
+        try:
+            return self._resume_and_run()
+        finally:
+            for worker in self._started:  # those no pool took
+                worker.discard()
+
+    def _start_workers(self) -> list:
+        if self.options.backend != "local":
+            return []
+        workers = min(self.options.workers or default_workers(), len(self.plan.configs))
+        return start_workers(workers, threads_per_worker(workers), str(self._log_file()))
+
+    def _log_file(self) -> Path:
+        return self.summary_path.with_name(f"{self.plan.name}-workers.log")
+
+    def _resume_and_run(self) -> int:
         self.client, self.experiment_id = store.open_store(self.uri, self.plan.experiment_name)
         names = [self.plan.experiment_name, *topic_experiments(self.plan)]
         finished = store.resume(self.client, self.plan, names, takeover=self.options.takeover)
@@ -188,7 +207,7 @@ class Sweep:
             )
         except ConnectionError as exc:
             raise SweepRefused(str(exc)) from None
-        log_file = self.summary_path.with_name(f"{self.plan.name}-workers.log")
+        log_file = self._log_file()
         recorder = parent_recorder(self.plan, options, self.uri, len(todo), workers, threads)
         started = time.perf_counter()
         try:
@@ -253,7 +272,14 @@ class Sweep:
             progress.update(task, advance=1, failed=failed, remaining=len(todo) - done)
 
         with self.interrupts, progress:
-            pool = make_pool(self.options.backend, workers, settings, on_lost=self._close_lost_run)
+            pool = make_pool(
+                self.options.backend,
+                workers,
+                settings,
+                on_lost=self._close_lost_run,
+                started=self._started,
+            )
+            self._started = []
             try:
                 return pool.run(todo, on_result=on_result, stop_level=self._stop_level)
             finally:

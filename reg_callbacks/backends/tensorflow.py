@@ -9,10 +9,13 @@ What makes `train` fast, measured with `benchmarks/bench_training.py` on a share
 
 - The interval loop under XLA: ~0.03 ms a step for the course's 2-20-3-1 net, against
   ~0.15 ms for the same loop as a plain `tf.function` and ~0.1 ms for the NumPy loop.
-- Compiled once per model: the loop (and the callbacks' forward and gradient functions)
-  is cached per model and `compile`, so a second `train` call does not pay the 1-3 s of
-  tracing and XLA compilation again, and called through its concrete function, which
-  skips `tf.function`'s per-call dispatch.
+- Compiled once per architecture: the loop (and the callbacks' forward and gradient
+  functions) is traced on a private clone shared by every model of the same layers, loss,
+  metrics and optimizer kind (`compiled_for_model`), which gets each model's variables
+  copied in and out around a call. So neither a second `train` call nor a sweep's next
+  config of that shape pays the 1-3 s of tracing and XLA compilation again. Subclassed
+  models and custom layers are cached per model and `compile`. Each is called through its
+  concrete function, which skips `tf.function`'s per-call dispatch.
 - Dropout: Keras's `Dropout` draws its mask with `tf.random.stateless_uniform`'s default
   generator, which XLA runs ~10x slower on CPU than the whole rest of the step (2-20-3-1
   with keep_prob 0.86: ~0.2-0.4 ms a step, against ~0.26 ms without XLA). Inside the XLA
@@ -34,7 +37,9 @@ What makes `train` fast, measured with `benchmarks/bench_training.py` on a share
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import json
 import threading
 
 import keras
@@ -244,21 +249,196 @@ def _evaluate_function(model_ref):
 
 
 def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"):
-    """`build(model_ref, *key[1:])` as a compiled function, traced once per model and compile
-    (`backends.cached_for_model`). Calls run the XLA version with `counter_based_dropout`.
+    """`build(model_ref, *key[1:])` as a compiled function, traced once per architecture (or
+    per model and compile, when its architecture cannot be told from its config). Calls run
+    the XLA version with `counter_based_dropout`.
+
+    Models of one architecture (`architecture_key`) share one traced function, compiled
+    once, on a private copy of the model (`_Template`): each call copies the model's state
+    (weights, optimizer state, learning rate, dropout seed state) into the copy's variables,
+    runs, and copies it back. A second config of a sweep then costs ~1 ms of copies instead
+    of 1-3 s of tracing and XLA compilation.
 
     Args:
-        model: The Keras model the function closes over.
+        model: The Keras model the function runs on.
         key: Names the function: `key[0]` a kind, the rest passed on to `build`.
         build: `build(model_ref, *key[1:]) -> python function` to compile.
         jit_compile: `True`, `False` or `"auto"` (XLA, falling back to a plain graph when
             a layer has no XLA kernel).
     """
-    return cached_for_model(
-        model,
-        (key, jit_compile),
-        lambda model_ref: _with_xla_fallback(build(model_ref, *key[1:]), jit_compile),
+    make = lambda model_ref: _with_xla_fallback(build(model_ref, *key[1:]), jit_compile)  # noqa: E731
+    template = _template_for(model)
+    if template is None:
+        return cached_for_model(model, (key, jit_compile), make)
+    function = cached_for_model(template.model, (key, jit_compile), make)
+    bind = lambda model_ref: template.bind(model_ref, function)  # noqa: E731
+    return cached_for_model(model, ("on template", key, jit_compile), bind)
+
+
+def architecture_key(model: keras.Model) -> str | None:
+    """What the model's compiled functions depend on, as text; `None` if it cannot be told.
+
+    The model's and its compile's configs, less what lives in variables the functions read
+    at run time (initial weights and seeds, a float learning rate) and names (a
+    functional model's layers' stay: they wire its graph).
+    Only for Sequential and functional models built of Keras's own layers, losses, metrics
+    and optimizers, less `Lambda` and preprocessing layers: a subclassed model's `call`, or
+    a custom layer's, may depend on more than its config and variables say.
+    """
+    kind = type(model)
+    if kind.__name__ not in ("Sequential", "Functional") or not _is_keras(kind):
+        return None
+    if not model.built or not all(_state_in_variables(layer) for layer in _layers(model)):
+        return None
+    try:
+        config = {
+            "class": kind.__name__,
+            "model": _without_state(model.get_config()),
+            "compile": _without_names(_without_state(model.get_compile_config() or {})),
+        }
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    config["model"].pop("name", None)
+    if kind.__name__ == "Sequential":  # its layers' names do not wire anything
+        config["model"] = _without_names(config["model"])
+    if not _only_keras_objects(config):
+        return None
+    try:
+        return json.dumps(config, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+_TEMPLATES: collections.OrderedDict = collections.OrderedDict()
+_TEMPLATES_KEPT = 16  # architectures a process keeps compiled (a sweep grid's, with room)
+_templates_lock = threading.Lock()
+
+
+def _template_for(model):
+    """The shared `_Template` of the model's architecture, made on first use; else `None`."""
+    key = cached_for_model(model, ("architecture",), lambda ref: architecture_key(ref()))
+    if key is None:
+        return None
+    with _templates_lock:
+        template = _TEMPLATES.get(key)
+        if template is None:
+            template = _Template.of(model)
+            _TEMPLATES[key] = template
+            if len(_TEMPLATES) > _TEMPLATES_KEPT:
+                _TEMPLATES.popitem(last=False)
+        _TEMPLATES.move_to_end(key)
+    return template if template.fits(model) else None
+
+
+class _Template:
+    """A private clone of a model (and its compile) that compiled functions are traced on.
+
+    `bind` returns a function that runs on another model of the same architecture by
+    copying that model's state in before the call and out after it, under a lock, so two
+    threads never share the clone's variables at once. Metric variables are not copied:
+    every compiled function resets the metrics it reports before computing them.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, model):
+        clone = keras.models.clone_model(model)
+        compile_config = model.get_compile_config()
+        if compile_config is not None:
+            clone.compile_from_config(compile_config)
+        return cls(clone)
+
+    def fits(self, model) -> bool:
+        ours, theirs = _state(self.model), _state(model)
+        return len(ours) == len(theirs) and all(
+            (a.shape, a.dtype) == (b.shape, b.dtype) for a, b in zip(ours, theirs, strict=True)
+        )
+
+    def bind(self, model_ref, function):
+        ours = _state(self.model)
+
+        def on_template(*args):
+            theirs = _state(model_ref())
+            with self.lock:
+                for mine, source in zip(ours, theirs, strict=True):
+                    mine.assign(source.value)
+                try:
+                    return function(*args)
+                finally:
+                    for mine, target in zip(ours, theirs, strict=True):
+                        target.assign(mine.value)
+
+        return on_template
+
+
+def _state(model) -> list:
+    """The variables a compiled function of the model reads and writes, but for metrics."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return list(model.variables)
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)  # as its first `apply` would
+    return [*model.variables, *optimizer.variables]
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
+def _state_in_variables(layer) -> bool:
+    """Keras's own layer, whose state is all in its variables: not a `Lambda` (any function)
+    nor a preprocessing layer with `adapt` (`Normalization` keeps its adapted mean and
+    variance as tensors that its graph captures)."""
+    return (
+        _is_keras(type(layer))
+        and not hasattr(layer, "adapt")
+        and not isinstance(layer, keras.layers.Lambda)
     )
+
+
+def _is_keras(cls) -> bool:
+    return cls.__module__.split(".")[0] == "keras"
+
+
+def _without_state(config):
+    """The config less initializers, seeds and a float learning rate (they live in variables)."""
+    if isinstance(config, dict):
+        return {
+            key: _without_state(value)
+            for key, value in config.items()
+            if not key.endswith("_initializer")
+            and key != "seed"
+            and not (key == "learning_rate" and isinstance(value, (int, float)))
+        }
+    if isinstance(config, (list, tuple)):
+        return [_without_state(value) for value in config]
+    return config
+
+
+def _without_names(config):
+    if isinstance(config, dict):
+        return {key: _without_names(value) for key, value in config.items() if key != "name"}
+    if isinstance(config, list):
+        return [_without_names(value) for value in config]
+    return config
+
+
+def _only_keras_objects(config) -> bool:
+    """Every serialized object in the config is Keras's own (not a user function or class)."""
+    if isinstance(config, dict):
+        module = config.get("module")
+        if isinstance(module, str) and module.split(".")[0] != "keras":
+            return False
+        return all(_only_keras_objects(value) for value in config.values())
+    if isinstance(config, list):
+        return all(_only_keras_objects(value) for value in config)
+    return True
 
 
 def _with_xla_fallback(fn, jit_compile):

@@ -365,6 +365,74 @@ def test_compiled_loop_is_reused_and_rebuilt_after_compile(moons):
         np.testing.assert_array_equal(a, b)  # the new optimizer's learning rate 0 was used
 
 
+@tensorflow_only(TF_CACHE)
+def test_models_of_one_architecture_share_one_loop_and_train_as_fit_would(moons):
+    x, y = moons
+    first = course_net(seed=1)
+    callbacks = [GradientNormLogger((x, y)), BiasVarianceCallback((x, y), (x, y))]
+    train(first, x, y, iterations=60, log_every=30, validation_data=(x, y), callbacks=callbacks)
+    first_weights = first.get_weights()
+    second, reference = course_net(seed=2), course_net(seed=2)
+    for model in (second, reference):  # another learning rate: a variable, not the graph's
+        model.compile(keras.optimizers.SGD(0.05), "binary_crossentropy", metrics=["accuracy"])
+    reference.set_weights(second.get_weights())
+    assert tf_backend._template_for(second) is tf_backend._template_for(first) is not None
+    train(second, x, y, iterations=100, log_every=40, validation_data=(x, y))
+    reference.fit(x, y, batch_size=len(x), epochs=100, shuffle=False, verbose=0)
+    for a, b in zip(second.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # XLA's rounding, as above
+    for a, b in zip(first.get_weights(), first_weights, strict=True):
+        np.testing.assert_array_equal(a, b)  # training the second left the first alone
+
+
+@tensorflow_only(TF_CACHE)
+def test_a_dropout_net_trains_the_same_before_and_after_another_of_its_architecture(moons):
+    x, y = moons
+
+    def trained(seed):
+        model = course_net(seed=seed, dropout=0.2)
+        train(model, x, y, iterations=60, log_every=20)
+        return model.get_weights(), int(model.optimizer.iterations.numpy())
+
+    weights, steps = trained(5)
+    other_weights, _ = trained(6)
+    weights_again, steps_again = trained(5)
+    assert steps == steps_again == 60
+    assert not np.array_equal(weights[0], other_weights[0])
+    for a, b in zip(weights, weights_again, strict=True):
+        np.testing.assert_array_equal(a, b)  # no weights, step count or dropout seed leaked
+
+
+@tensorflow_only(TF_CACHE)
+def test_architecture_key_tells_apart_what_changes_the_graph():
+    key = tf_backend.architecture_key
+    assert key(course_net(seed=1)) == key(course_net(seed=2))
+    assert len({key(course_net()), key(course_net(l2=0.1)), key(course_net(dropout=0.2))}) == 3
+    assert key(course_net(l2=0.1)) != key(course_net(l2=0.2))
+    other_loss = course_net()
+    other_loss.compile(keras.optimizers.SGD(0.3), "mse")
+    assert key(other_loss) != key(course_net())
+    momentum = course_net()
+    momentum.compile(keras.optimizers.SGD(0.3, momentum=0.9), "binary_crossentropy")
+    assert key(momentum) != key(course_net())
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x) * 2.0
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 2), "float32"))
+    assert key(subclassed) is None  # its call may do anything its config does not say
+    normalization = keras.layers.Normalization()
+    normalization.adapt(np.random.default_rng(0).normal(size=(8, 2)))
+    adapted = keras.Sequential([keras.Input((2,)), normalization, keras.layers.Dense(1)])
+    assert key(adapted) is None  # its adapted mean and variance are not variables
+
+
 def test_compiled_functions_do_not_keep_the_model_alive(moons):
     x, y = moons
     model = course_net(dropout=0.2)
