@@ -138,6 +138,23 @@ def print_table(report: dict) -> None:
     console.print(ratios)
 
 
+def results_table(report: dict) -> dict:
+    """The walls and ratios as one table, for `benchmarks/results.py`."""
+    rows = [
+        [name, f"{wall:.1f} s", ", ".join(f"{s:.1f}" for s in report["rounds"][name])]
+        for name, wall in report["walls"].items()
+    ]
+    rows += [
+        [name, f"{r['value']:.2f}x", f"goal {r['goal']}"] for name, r in report["ratios"].items()
+    ]
+    before, after = report["parallel_ceiling"]
+    title = (
+        f"median walls of {report['repeats']} round(s) and the ratios of those medians; two "
+        f"CPU-bound processes ran {before:.2f}x one before and {after:.2f}x after"
+    )
+    return {"title": title, "headers": ["wall or ratio", "value", "rounds or goal"], "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="rounds; walls are medians")
@@ -187,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
             "python": platform.python_version(),
         },
     }
+    report["table"] = results_table(report)
     print_table(report)
     machine = report["machine"]
     print(
