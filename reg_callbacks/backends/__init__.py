@@ -24,7 +24,9 @@ implement the same names.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
 import weakref
 
 import keras
@@ -87,3 +89,41 @@ def _same_stamp(weak_stamp: tuple, stamp: tuple) -> bool:
         (ref is None and obj is None) or (ref is not None and ref() is obj)
         for ref, obj in zip(weak_stamp, stamp, strict=True)
     )
+
+
+class ScopedSwap:
+    """`owner.name` replaced by `replacement` for the calls of threads inside a block.
+
+    `with swap():` puts a dispatcher in place of the original when the first block (in any
+    thread) enters, and the original back when the last one exits; the dispatcher routes
+    only calls made by a thread inside a block, so other threads keep the original
+    meanwhile. For a Keras function looked up on every call (its dropout): the swap shapes
+    what a function traced inside the block computes.
+    """
+
+    def __init__(self, owner, name: str, replacement):
+        self.owner, self.name, self.replacement = owner, name, replacement
+        self.original = getattr(owner, name)
+        self._inside = threading.local()
+        self._lock = threading.Lock()
+        self._blocks = 0
+
+    def _dispatch(self, *args, **kwargs):
+        inside = getattr(self._inside, "depth", 0) > 0
+        return (self.replacement if inside else self.original)(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._blocks == 0:
+                setattr(self.owner, self.name, self._dispatch)
+            self._blocks += 1
+        self._inside.depth = getattr(self._inside, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._inside.depth -= 1
+            with self._lock:
+                self._blocks -= 1
+                if self._blocks == 0:
+                    setattr(self.owner, self.name, self.original)

@@ -36,7 +36,7 @@ from keras.src.backend.common import dtypes as keras_dtypes
 # reaches it (layers look it up as `keras.src.backend.random.dropout` on every call).
 from keras.src.backend.jax import random as keras_jax_random
 
-from reg_callbacks.backends import cached_for_model
+from reg_callbacks.backends import ScopedSwap, cached_for_model
 
 # `train`'s loop computes no interval probes: it writes the weights back after each interval,
 # and the callbacks run their own jitted functions on them, as under `fit`.
@@ -329,12 +329,6 @@ def _floats(logs) -> dict[str, float]:
     return {name: float(value) for name, value in logs.items()}
 
 
-_KERAS_DROPOUT = keras_jax_random.dropout
-_dropout_patch = threading.local()
-_dropout_patch_lock = threading.Lock()
-_dropout_patch_users = 0
-
-
 def hashed_dropout(inputs, rate, noise_shape=None, seed=None):
     """Keras's inverted dropout, its random bits from a counter-based integer hash.
 
@@ -365,31 +359,14 @@ def _triple32(x):
     return x ^ (x >> 14)
 
 
-def _dropout_dispatch(inputs, rate, noise_shape=None, seed=None):
-    if getattr(_dropout_patch, "depth", 0) > 0:
-        return hashed_dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
-    return _KERAS_DROPOUT(inputs, rate, noise_shape=noise_shape, seed=seed)
-
-
-@contextlib.contextmanager
 def counter_based_dropout():
     """Within the block, Keras dropout traced by this thread uses `hashed_dropout`.
 
-    Scoped and reversible, as `backends.tensorflow.counter_based_dropout`: Keras's function
-    is swapped for a dispatcher on entry and put back when the last block (in any thread)
-    exits; the dispatcher routes only calls made by a thread inside a block.
+    Scoped and reversible (`ScopedSwap`), as `backends.tensorflow.counter_based_dropout`.
     """
-    global _dropout_patch_users
-    with _dropout_patch_lock:
-        if _dropout_patch_users == 0:
-            keras_jax_random.dropout = _dropout_dispatch
-        _dropout_patch_users += 1
-    _dropout_patch.depth = getattr(_dropout_patch, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _dropout_patch.depth -= 1
-        with _dropout_patch_lock:
-            _dropout_patch_users -= 1
-            if _dropout_patch_users == 0:
-                keras_jax_random.dropout = _KERAS_DROPOUT
+    return _DROPOUT_SWAP()
+
+
+# Keras's dropout, which `keras.layers.Dropout` (and `keras.random.dropout`) look up as
+# `keras.src.backend.random.dropout` on every call.
+_DROPOUT_SWAP = ScopedSwap(keras_jax_random, "dropout", hashed_dropout)

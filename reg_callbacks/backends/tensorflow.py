@@ -49,7 +49,7 @@ import tensorflow as tf
 # Keras's own TensorFlow dropout, to swap Threefry in under XLA: no public API reaches it.
 from keras.src.backend.tensorflow import random as keras_tf_random
 
-from reg_callbacks.backends import cached_for_model
+from reg_callbacks.backends import ScopedSwap, cached_for_model
 
 RUNS_INTERVAL_PROBES = True
 
@@ -496,12 +496,6 @@ class _ByInputSpec:
 
 # Keras's TensorFlow `dropout`, which `keras.layers.Dropout` (and `keras.random.dropout`)
 # look up as `keras.src.backend.random.dropout` on every call.
-_KERAS_DROPOUT = keras_tf_random.dropout
-_dropout_patch = threading.local()
-_dropout_patch_lock = threading.Lock()
-_dropout_patch_users = 0
-
-
 def threefry_dropout(inputs, rate, noise_shape=None, seed=None):
     """Keras's inverted dropout, with its random numbers drawn by Threefry-2x32.
 
@@ -528,32 +522,16 @@ def threefry_dropout(inputs, rate, noise_shape=None, seed=None):
     return inputs * tf.cast(1.0 / (1.0 - rate), inputs.dtype) * keep
 
 
-def _dropout_dispatch(inputs, rate, noise_shape=None, seed=None):
-    if getattr(_dropout_patch, "depth", 0) > 0:
-        return threefry_dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
-    return _KERAS_DROPOUT(inputs, rate, noise_shape=noise_shape, seed=seed)
-
-
-@contextlib.contextmanager
 def counter_based_dropout():
     """Within the block, Keras dropout traced by this thread uses `threefry_dropout`.
 
-    Scoped and reversible: Keras's function is swapped for a dispatcher on entry and put
-    back when the last block (in any thread) exits; the dispatcher routes only calls made
-    by a thread inside a block, so other threads keep Keras's own dropout meanwhile. It
-    matters only while a function is being traced; meant for XLA-compiled functions.
+    Scoped and reversible (`ScopedSwap`): other threads keep Keras's own dropout meanwhile.
+    It matters only while a function is being traced; meant for XLA-compiled functions.
     """
-    global _dropout_patch_users
-    with _dropout_patch_lock:
-        if _dropout_patch_users == 0:
-            keras_tf_random.dropout = _dropout_dispatch
-        _dropout_patch_users += 1
-    _dropout_patch.depth = getattr(_dropout_patch, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _dropout_patch.depth -= 1
-        with _dropout_patch_lock:
-            _dropout_patch_users -= 1
-            if _dropout_patch_users == 0:
-                keras_tf_random.dropout = _KERAS_DROPOUT
+    return _DROPOUT_SWAP()
+
+
+# Keras's dropout, which `keras.layers.Dropout` (and `keras.random.dropout`) look up as
+# `keras.src.backend.random.dropout` on every call.
+_DROPOUT_SWAP = ScopedSwap(keras_tf_random, "dropout", threefry_dropout)
+_KERAS_DROPOUT = _DROPOUT_SWAP.original

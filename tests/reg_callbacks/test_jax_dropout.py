@@ -53,7 +53,9 @@ def test_train_traces_the_hashed_dropout_is_reproducible_and_restores_keras(
     traced = []
     hashed = jax_backend.hashed_dropout
     monkeypatch.setattr(
-        jax_backend, "hashed_dropout", lambda *a, **k: traced.append(1) or hashed(*a, **k)
+        jax_backend._DROPOUT_SWAP,
+        "replacement",
+        lambda *a, **k: traced.append(1) or hashed(*a, **k),
     )
     x, y = make_moons(200, noise=0.3, random_state=0)
     x, y = x.astype("float32"), y.reshape(-1, 1).astype("float32")

@@ -488,12 +488,12 @@ def test_counter_based_dropout_is_scoped_to_its_thread_and_block():
 
 def _uses_threefry() -> bool:
     calls = []
-    original = tf_backend.threefry_dropout
-    tf_backend.threefry_dropout = lambda *args, **kwargs: calls.append(1)
+    swap = tf_backend._DROPOUT_SWAP
+    swap.replacement = lambda *args, **kwargs: calls.append(1)
     try:
         keras_backend.random.dropout(tf.ones((2, 2)), 0.5, seed=keras.random.SeedGenerator(0))
     finally:
-        tf_backend.threefry_dropout = original
+        swap.replacement = tf_backend.threefry_dropout
     return bool(calls)
 
 
@@ -504,7 +504,9 @@ def test_dropout_training_uses_threefry_is_reproducible_and_restores_keras(moons
     traced = []
     threefry = tf_backend.threefry_dropout
     monkeypatch.setattr(
-        tf_backend, "threefry_dropout", lambda *a, **k: traced.append(1) or threefry(*a, **k)
+        tf_backend._DROPOUT_SWAP,
+        "replacement",
+        lambda *a, **k: traced.append(1) or threefry(*a, **k),
     )
     weights = []
     for _ in range(2):
