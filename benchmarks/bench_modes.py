@@ -122,12 +122,15 @@ class _dropout_generator:
         self.dropout = dropout
 
     def __enter__(self):
-        self.shipped = tf_backend.threefry_dropout
+        self.shipped = tf_backend._DROPOUT_SWAP.replacement
         if self.dropout is not None:
-            tf_backend.threefry_dropout = self.dropout
+            tf_backend._DROPOUT_SWAP.replacement = self.dropout
+        # Models of one architecture share a compiled loop: trace this generator's afresh.
+        tf_backend._TEMPLATES.clear()
 
     def __exit__(self, *exc):
-        tf_backend.threefry_dropout = self.shipped
+        tf_backend._DROPOUT_SWAP.replacement = self.shipped
+        tf_backend._TEMPLATES.clear()
 
 
 if __name__ == "__main__":
