@@ -163,22 +163,27 @@ def _model_requirements() -> list[str]:
     return requirements
 
 
-def with_retries(call, *args, attempts: int = 8, **kwargs):
+BUSY = ("database is locked", "database table is locked")
+# Two runs logging the same dataset at once: the store looks the dataset up, then inserts it,
+# and the loser of that race trips the unique key; on a retry it finds the dataset and links it.
+DATASET_RACE = ("unique constraint failed: datasets.", "duplicate key value violates unique")
+
+
+def with_retries(call, *args, attempts: int = 8, transient: tuple[str, ...] = BUSY, **kwargs):
     """Run an MLflow call, retrying with jittered backoff while the store is busy.
 
-    SQLite raises "database is locked" when several processes write at once; that passes.
-    Anything else is raised at once: an unreachable tracking server has already been
-    retried by MLflow's HTTP client (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, with backoff).
+    SQLite raises "database is locked" when several processes write at once; that passes
+    (`transient` names the errors that do, by their message). Anything else is raised at
+    once: an unreachable tracking server has already been retried by MLflow's HTTP client
+    (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, with backoff).
     """
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)
         except Exception as error:  # MLflow wraps SQLAlchemy and HTTP errors differently
-            transient = any(
-                marker in str(error).lower()
-                for marker in ("database is locked", "database table is locked")
-            )
-            if not transient or attempt == attempts - 1:
+            message = str(error).lower()
+            passes = any(marker in message for marker in transient)
+            if not passes or attempt == attempts - 1:
                 raise
             time.sleep(min(5.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
@@ -406,7 +411,9 @@ class RunRecorder:
                     Dataset(**dataset.to_dict()), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]
                 )
             )
-        with_retries(self.client.log_inputs, self.run_id, datasets=inputs)
+        with_retries(
+            self.client.log_inputs, self.run_id, datasets=inputs, transient=BUSY + DATASET_RACE
+        )
 
     def log_model_summary(self, model) -> None:
         """`model_summary.txt`: Keras's `model.summary()` of the trained model."""

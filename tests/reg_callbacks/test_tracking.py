@@ -16,11 +16,14 @@ from support import REPO
 
 from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
 from reg_callbacks.tracking import (
+    BUSY,
+    DATASET_RACE,
     SYSTEM_METRICS_INTERVAL,
     data_fingerprint,
     flatten,
     git_commit,
     tags_for_children_of,
+    with_retries,
 )
 
 pytestmark = pytest.mark.backends
@@ -384,3 +387,22 @@ def test_system_metrics_are_sampled_while_the_run_is_open():
         time.sleep(1.5 * SYSTEM_METRICS_INTERVAL)
     metrics = MlflowClient().get_run(without.run_id).data.metrics
     assert not any(key.startswith("system/") for key in metrics)
+
+
+def test_with_retries_passes_the_dataset_race_only_where_asked():
+    """Two runs logging one dataset at once: the loser trips the unique key, then finds it."""
+    race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, ..."
+    calls = []
+
+    def log_inputs():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError(race)
+        return "linked"
+
+    assert with_retries(log_inputs, transient=BUSY + DATASET_RACE) == "linked"
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(RuntimeError, match="UNIQUE constraint failed"):
+        with_retries(log_inputs)  # elsewhere a unique key is no race: raised at once
+    assert len(calls) == 1
