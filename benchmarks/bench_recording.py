@@ -75,7 +75,7 @@ def without_datasets():
 def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[float]]) -> float:
     import keras
 
-    keras.utils.clear_session()  # as a sweep worker does between configs
+    keras.utils.clear_session(free_memory=False)  # as a sweep worker does between configs
     where = {"tracking_uri": tracking_uri, "log_model": mode == "datasets+model"}
     with contextlib.ExitStack() as stack:
         if mode == "bare":

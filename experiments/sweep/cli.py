@@ -36,6 +36,7 @@ once the run ends; a child killed before it was tagged is recognized by its para
 from __future__ import annotations
 
 import argparse
+import atexit
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ from experiments.harness.cli import (
     _OneLineParser,
     _unrecognized_message,
     add_verbose_flag,
+    skip_final_collection,
 )
 from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
 from experiments.sweep import store
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    atexit.unregister(skip_final_collection)  # once, when main runs many times in a process
+    atexit.register(skip_final_collection)
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 
+from experiments.harness.cli import skip_final_collection
 from experiments.sweep.plan import PlannedConfig
 from experiments.sweep.pool import Pool
 from experiments.sweep.worker import Result, WorkerSettings, run_config
@@ -52,13 +53,14 @@ def worker_main(connection, threads: int, log_file: str | None) -> None:
         while settings is not None:
             config = connection.recv()
             if config is None:
-                return
+                break
             result = run_config(config, settings)
             _send_uninterrupted(connection, result)
             if result.status == "KILLED":
-                return
+                break
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
-        return
+        pass
+    skip_final_collection()
 
 
 def _warm_up(threads: int) -> None:

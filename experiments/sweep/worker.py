@@ -78,7 +78,9 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     if "keras" in sys.modules:
         # Keras numbers auto-named layers per process; restart the count so that every run
         # of a topic logs the same grad_norm/<layer> keys, whichever worker ran it before.
-        sys.modules["keras"].utils.clear_session()
+        # Without the full garbage collection it would add to every config: Python's own
+        # collector still runs, and a worker's models are freed when their run ends.
+        sys.modules["keras"].utils.clear_session(free_memory=False)
     try:
         cfg = config_from_dict(module.Config, config.params, name=config.experiment)
         with tags_for_children_of(settings.parent_run_id, child_tags(settings.sweep_name, config)):

@@ -222,16 +222,25 @@ def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):
 
         def run(x, y, steps, *probe_inputs):
             model = model_ref()
-            for _ in tf.range(steps - 1):
+
+            def step(i):
                 model.train_step((x, y))
+                return i + 1
+
+            tf.while_loop(lambda i: i < steps - 1, step, [tf.zeros_like(steps)])
             return last_step_logs(model, (x, y)), probe(model, probe_inputs)
 
     else:
 
         def run(x, y, batch_indices, *probe_inputs):
             model = model_ref()
-            for i in tf.range(tf.shape(batch_indices)[0] - 1):
+
+            def step(i):
                 model.train_step(gathered((x, y), batch_indices[i]))
+                return i + 1
+
+            last = tf.shape(batch_indices)[0] - 1
+            tf.while_loop(lambda i: i < last, step, [tf.constant(0)])
             logs = last_step_logs(model, gathered((x, y), batch_indices[-1]))
             return logs, probe(model, probe_inputs)
 
@@ -266,8 +275,15 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
         jit_compile: `True`, `False` or `"auto"` (XLA, falling back to a plain graph when
             a layer has no XLA kernel).
     """
-    make = lambda model_ref: _with_xla_fallback(build(model_ref, *key[1:]), jit_compile)  # noqa: E731
     template = _template_for(model)
+    # Keras's own layers are written for JAX too, so they need no AutoGraph, and converting
+    # their code was most of a new architecture's tracing time (profiled). A subclassed
+    # model's `call` may branch on a tensor in Python, as `fit` allows: it keeps AutoGraph.
+    autograph = template is None
+
+    def make(model_ref):
+        return _with_xla_fallback(build(model_ref, *key[1:]), jit_compile, autograph)
+
     if template is None:
         return cached_for_model(model, (key, jit_compile), make)
     function = cached_for_model(template.model, (key, jit_compile), make)
@@ -441,10 +457,13 @@ def _only_keras_objects(config) -> bool:
     return True
 
 
-def _with_xla_fallback(fn, jit_compile):
+def _with_xla_fallback(fn, jit_compile, autograph: bool):
+    def traced(jit: bool):
+        return _ByInputSpec(tf.function(fn, jit_compile=jit, autograph=autograph))
+
     if jit_compile != "auto" and not jit_compile:
-        return _ByInputSpec(tf.function(fn, jit_compile=False))
-    compiled = _ByInputSpec(tf.function(fn, jit_compile=True))
+        return traced(False)
+    compiled = traced(True)
 
     def call_compiled(*args):
         # Active on every call, not only the first: a retrace (new shapes) must see it too.
@@ -453,7 +472,7 @@ def _with_xla_fallback(fn, jit_compile):
 
     if jit_compile != "auto":
         return call_compiled
-    plain = _ByInputSpec(tf.function(fn, jit_compile=False))
+    plain = traced(False)
     chosen = []
 
     def call(*args):
