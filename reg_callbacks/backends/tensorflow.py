@@ -282,13 +282,41 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
     autograph = template is None
 
     def make(model_ref):
-        return _with_xla_fallback(build(model_ref, *key[1:]), jit_compile, autograph)
+        compiled = _with_xla_fallback(build(model_ref, *key[1:]), jit_compile, autograph)
+        if key[0] not in _UPDATE_METRICS:
+            return compiled
+
+        def with_metrics_built(x, y, *rest):
+            _build_metrics(model_ref(), x, y)
+            return compiled(x, y, *rest)
+
+        return with_metrics_built
 
     if template is None:
         return cached_for_model(model, (key, jit_compile), make)
     function = cached_for_model(template.model, (key, jit_compile), make)
     bind = lambda model_ref: template.bind(model_ref, function)  # noqa: E731
     return cached_for_model(model, ("on template", key, jit_compile), bind)
+
+
+_UPDATE_METRICS = ("train", "evaluate")  # the functions that run `train_step` / `test_step`
+
+
+def _build_metrics(model, x, y) -> None:
+    """Build the model's compile metrics and losses on one row, eagerly, if not yet built.
+
+    Keras builds them on their first update. Inside a trace that creates their variables,
+    and `tf.function` then traces the whole function a second time, without creating them.
+    A forward pass in inference mode draws no dropout seeds, so training is unchanged.
+    """
+    if all(getattr(metric, "built", True) for metric in model.metrics):  # most have no build
+        return
+    x, y = keras.tree.map_structure(lambda t: t[:1], (x, y))
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    for metric in model.metrics:
+        metric.reset_state()
 
 
 def architecture_key(model: keras.Model) -> str | None:

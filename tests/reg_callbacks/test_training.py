@@ -385,6 +385,31 @@ def test_models_of_one_architecture_share_one_loop_and_train_as_fit_would(moons)
         np.testing.assert_array_equal(a, b)  # training the second left the first alone
 
 
+@tensorflow_only("tf.function's tracing count")
+def test_a_new_architecture_is_traced_once_per_function(moons, monkeypatch):
+    # Keras builds compile metrics on their first update; built inside a trace, their new
+    # variables make tf.function trace the whole loop a second time.
+    x, y = moons
+    functions = []
+
+    def recorded(*args, **kwargs):
+        function = real_function(*args, **kwargs)
+        functions.append(function)
+        return function
+
+    real_function = tf.function
+    monkeypatch.setattr(tf, "function", recorded)
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(13, "tanh"), keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy", metrics=["accuracy"])
+    callbacks = [GradientNormLogger((x, y)), BiasVarianceCallback((x, y), (x, y))]
+    train(model, x, y, iterations=40, log_every=20, validation_data=(x, y), callbacks=callbacks)
+    counts = [function.experimental_get_tracing_count() for function in functions]
+    assert counts.count(1) >= 2  # the loop and the evaluator at least
+    assert set(counts) <= {0, 1}  # 0: the plain-graph fallback XLA did not need
+
+
 @tensorflow_only(TF_CACHE)
 def test_a_dropout_net_trains_the_same_before_and_after_another_of_its_architecture(moons):
     x, y = moons
