@@ -19,7 +19,7 @@ variants run N rounds, every other round in reverse order, and each wall is the 
 control it times two CPU-bound processes against one (`parallel ceiling`): on a shared machine
 that, not 2.0, bounds "2 workers vs 1". Compare ratios from one run, not absolute numbers.
 
-Run: `python benchmarks/bench_sweep.py [--repeats 1] [--only NAMES] [--json PATH]`.
+Run: `python benchmarks/bench_sweep.py [--repeats 3] [--only NAMES] [--json PATH]`.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def results_table(report: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="rounds; walls are medians")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; walls are medians")
     parser.add_argument(
         "--only",
         metavar="NAMES",
