@@ -265,8 +265,10 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
     Models of one architecture (`architecture_key`) share one traced function, compiled
     once, on a private copy of the model (`_Template`): each call copies the model's state
     (weights, optimizer state, learning rate, dropout seed state) into the copy's variables,
-    runs, and copies it back. A second config of a sweep then costs ~1 ms of copies instead
-    of 1-3 s of tracing and XLA compilation.
+    runs, and copies it back, with the metrics of a training or evaluation call. A second
+    config of a sweep then costs a few copies instead of tracing and XLA compilation.
+    Metrics are built on one row before a function that updates them is first called
+    (`_build_metrics`), so that each function is traced once.
 
     Args:
         model: The Keras model the function runs on.
@@ -295,7 +297,7 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
     if template is None:
         return cached_for_model(model, (key, jit_compile), make)
     function = cached_for_model(template.model, (key, jit_compile), make)
-    bind = lambda model_ref: template.bind(model_ref, function)  # noqa: E731
+    bind = lambda model_ref: template.bind(model_ref, function, key[0] in _UPDATE_METRICS)  # noqa: E731
     return cached_for_model(model, ("on template", key, jit_compile), bind)
 
 
@@ -379,8 +381,9 @@ class _Template:
 
     `bind` returns a function that runs on another model of the same architecture by
     copying that model's state in before the call and out after it, under a lock, so two
-    threads never share the clone's variables at once. Metric variables are not copied:
-    every compiled function resets the metrics it reports before computing them.
+    threads never share the clone's variables at once. Metric variables are copied out only,
+    after a function that updates them (every compiled function resets the metrics it
+    reports first), so the model's metrics hold what `fit` would have left in them.
     """
 
     def __init__(self, model):
@@ -401,11 +404,12 @@ class _Template:
             (a.shape, a.dtype) == (b.shape, b.dtype) for a, b in zip(ours, theirs, strict=True)
         )
 
-    def bind(self, model_ref, function):
+    def bind(self, model_ref, function, updates_metrics: bool):
         ours = _state(self.model)
 
         def on_template(*args):
-            theirs = _state(model_ref())
+            model = model_ref()
+            theirs = _state(model)
             with self.lock:
                 for mine, source in zip(ours, theirs, strict=True):
                     mine.assign(source.value)
@@ -414,8 +418,17 @@ class _Template:
                 finally:
                     for mine, target in zip(ours, theirs, strict=True):
                         target.assign(mine.value)
+                    if updates_metrics:
+                        self._metrics_out(model, *args[:2])
 
         return on_template
+
+    def _metrics_out(self, model, x, y) -> None:
+        _build_metrics(model, x, y)
+        ours, theirs = self.model.metrics_variables, model.metrics_variables
+        if len(ours) == len(theirs):
+            for mine, target in zip(ours, theirs, strict=True):
+                target.assign(mine.value)
 
 
 def _state(model) -> list:

@@ -411,6 +411,18 @@ def test_a_new_architecture_is_traced_once_per_function(moons, monkeypatch):
 
 
 @tensorflow_only(TF_CACHE)
+def test_a_model_trained_on_a_shared_loop_holds_its_last_steps_metrics(moons):
+    x, y = moons
+    train(course_net(seed=3), x, y, iterations=20, log_every=10)  # the architecture's loop
+    model = course_net(seed=4)
+    assert tf_backend._template_for(model) is not None
+    history = train(model, x, y, iterations=30, log_every=10)
+    result = model.get_metrics_result()  # as after fit: the last step's loss and accuracy
+    assert float(result["accuracy"]) == pytest.approx(history.history["accuracy"][-1], abs=1e-6)
+    assert float(result["loss"]) == pytest.approx(history.history["loss"][-1], rel=1e-5)
+
+
+@tensorflow_only(TF_CACHE)
 def test_a_dropout_net_trains_the_same_before_and_after_another_of_its_architecture(moons):
     x, y = moons
 
