@@ -11,9 +11,10 @@ What makes `train` fast, measured with `benchmarks/bench_training.py` on a share
   ~0.15 ms for the same loop as a plain `tf.function` and ~0.1 ms for the NumPy loop.
 - Compiled once per architecture: the loop (and the callbacks' forward and gradient
   functions) is traced on a private clone shared by every model of the same layers, loss,
-  metrics and optimizer kind (`compiled_for_model`), which gets each model's variables
-  copied in and out around a call. So neither a second `train` call nor a sweep's next
-  config of that shape pays the 1-3 s of tracing and XLA compilation again. Subclassed
+  metrics and optimizer kind, whatever its weights, seeds, learning rate and L1 or L2
+  penalty factors (`compiled_for_model`), which gets each model's variables and those
+  values copied in and out around a call. So neither a second `train` call nor a sweep's
+  next config of that shape pays the 1-3 s of tracing and XLA compilation again. Subclassed
   models and custom layers are cached per model and `compile`. Each is called through its
   concrete function, which skips `tf.function`'s per-call dispatch.
 - Dropout: Keras's `Dropout` draws its mask with `tf.random.stateless_uniform`'s default
@@ -325,7 +326,8 @@ def architecture_key(model: keras.Model) -> str | None:
     """What the model's compiled functions depend on, as text; `None` if it cannot be told.
 
     The model's and its compile's configs, less what lives in variables the functions read
-    at run time (initial weights and seeds, a float learning rate) and names (a
+    at run time (initial weights and seeds, a float learning rate, the factor of a weight's
+    L1 or L2 penalty) and names (a
     functional model's layers' stay: they wire its graph).
     Only for Sequential and functional models built of Keras's own layers, losses, metrics
     and optimizers, less `Lambda` and preprocessing layers: a subclassed model's `call`, or
@@ -389,6 +391,15 @@ class _Template:
     def __init__(self, model):
         self.model = model
         self.lock = threading.Lock()
+        # Each weight penalty's factor as a variable the traced loss reads, set per call
+        # from the model's own penalty: models differing only in λ share the template.
+        self.penalties = []
+        weights = model.trainable_variables
+        for index, factor in _penalty_factors(model):
+            penalty = weights[index].regularizer
+            variable = keras.Variable(getattr(penalty, factor), trainable=False, name=factor)
+            setattr(penalty, factor, variable)
+            self.penalties.append((index, factor, variable))
 
     @classmethod
     def of(cls, model):
@@ -413,6 +424,9 @@ class _Template:
             with self.lock:
                 for mine, source in zip(ours, theirs, strict=True):
                     mine.assign(source.value)
+                weights = model.trainable_variables
+                for index, factor, variable in self.penalties:
+                    variable.assign(getattr(weights[index].regularizer, factor))
                 try:
                     return function(*args)
                 finally:
@@ -464,10 +478,11 @@ def _is_keras(cls) -> bool:
 
 
 def _without_state(config):
-    """The config less initializers, seeds and a float learning rate (they live in variables)."""
+    """The config less initializers, seeds, a float learning rate and weight penalties'
+    factors (they live in variables: the template's penalties read theirs from one)."""
     if isinstance(config, dict):
         return {
-            key: _without_state(value)
+            key: _penalty_kind(value) if _is_weight_penalty(key, value) else _without_state(value)
             for key, value in config.items()
             if not key.endswith("_initializer")
             and key != "seed"
@@ -476,6 +491,35 @@ def _without_state(config):
     if isinstance(config, (list, tuple)):
         return [_without_state(value) for value in config]
     return config
+
+
+# Keras's penalties whose factor can be a variable: each multiplies its one factor in. (L1L2
+# branches on its factors in Python, so its values stay in the architecture's key.)
+_PENALTY_FACTORS = {"L1": "l1", "L2": "l2"}
+
+
+def _is_weight_penalty(key: str, value) -> bool:
+    """A weight's L1 or L2 penalty in a layer's config (not an activity regularizer)."""
+    return (
+        key.endswith("_regularizer")
+        and key != "activity_regularizer"
+        and isinstance(value, dict)
+        and value.get("module") == "keras.regularizers"
+        and value.get("class_name") in _PENALTY_FACTORS
+    )
+
+
+def _penalty_kind(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key != "config"}
+
+
+def _penalty_factors(model) -> list:
+    """`(index in trainable_variables, factor name)` of each variable's L1 or L2 penalty."""
+    return [
+        (index, _PENALTY_FACTORS[type(variable.regularizer).__name__])
+        for index, variable in enumerate(model.trainable_variables)
+        if type(variable.regularizer) in (keras.regularizers.L1, keras.regularizers.L2)
+    ]
 
 
 def _without_names(config):

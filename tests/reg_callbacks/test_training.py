@@ -423,6 +423,25 @@ def test_a_model_trained_on_a_shared_loop_holds_its_last_steps_metrics(moons):
 
 
 @tensorflow_only(TF_CACHE)
+def test_l2_nets_of_any_lambda_share_one_loop_and_each_trains_with_its_own(moons):
+    x, y = moons
+    trained = {}
+    for lambd in (0.01, 0.05, 0.01):
+        model, reference = course_net(seed=7, l2=lambd), course_net(seed=7, l2=lambd)
+        train(model, x, y, iterations=50, log_every=25)
+        reference.fit(x, y, batch_size=len(x), epochs=50, shuffle=False, verbose=0)
+        for a, b in zip(model.get_weights(), reference.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # XLA's rounding, as above
+        trained.setdefault(lambd, []).append(model)
+    assert (
+        tf_backend._template_for(trained[0.01][0])
+        is tf_backend._template_for(trained[0.05][0])
+        is not None
+    )
+    assert not np.array_equal(trained[0.01][0].get_weights()[0], trained[0.05][0].get_weights()[0])
+
+
+@tensorflow_only(TF_CACHE)
 def test_a_dropout_net_trains_the_same_before_and_after_another_of_its_architecture(moons):
     x, y = moons
 
@@ -445,7 +464,14 @@ def test_architecture_key_tells_apart_what_changes_the_graph():
     key = tf_backend.architecture_key
     assert key(course_net(seed=1)) == key(course_net(seed=2))
     assert len({key(course_net()), key(course_net(l2=0.1)), key(course_net(dropout=0.2))}) == 3
-    assert key(course_net(l2=0.1)) != key(course_net(l2=0.2))
+    assert key(course_net(l2=0.1)) == key(course_net(l2=0.2))  # λ lives in a variable
+    l1l2 = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L1L2(0.1))]
+    )
+    l1l2_other = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L1L2(0.2))]
+    )
+    assert key(l1l2) != key(l1l2_other)  # L1L2 branches on its factors: they stay in the key
     other_loss = course_net()
     other_loss.compile(keras.optimizers.SGD(0.3), "mse")
     assert key(other_loss) != key(course_net())
