@@ -283,10 +283,11 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
     # their code was most of a new architecture's tracing time (profiled). A subclassed
     # model's `call` may branch on a tensor in Python, as `fit` allows: it keeps AutoGraph.
     autograph = template is None
+    updates_metrics = key[0] in _UPDATE_METRICS
 
     def make(model_ref):
         compiled = _with_xla_fallback(build(model_ref, *key[1:]), jit_compile, autograph)
-        if key[0] not in _UPDATE_METRICS:
+        if not updates_metrics:
             return compiled
 
         def with_metrics_built(x, y, *rest):
@@ -298,7 +299,10 @@ def compiled_for_model(model: keras.Model, key: tuple, build, jit_compile="auto"
     if template is None:
         return cached_for_model(model, (key, jit_compile), make)
     function = cached_for_model(template.model, (key, jit_compile), make)
-    bind = lambda model_ref: template.bind(model_ref, function, key[0] in _UPDATE_METRICS)  # noqa: E731
+
+    def bind(model_ref):
+        return template.bind(model_ref, function, updates_metrics)
+
     return cached_for_model(model, ("on template", key, jit_compile), bind)
 
 
@@ -428,12 +432,13 @@ class _Template:
                 for index, factor, variable in self.penalties:
                     variable.assign(getattr(weights[index].regularizer, factor))
                 try:
-                    return function(*args)
+                    result = function(*args)
                 finally:
                     for mine, target in zip(ours, theirs, strict=True):
                         target.assign(mine.value)
-                    if updates_metrics:
-                        self._metrics_out(model, *args[:2])
+                if updates_metrics:
+                    self._metrics_out(model, *args[:2])
+            return result
 
         return on_template
 
