@@ -483,8 +483,7 @@ def main(
         if __name__ == "__main__":
             main(Config, run)
     """
-    atexit.unregister(skip_final_collection)  # once, when main runs many times in a process
-    atexit.register(skip_final_collection)
+    skip_final_collection()
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
         cfg, tracking_uri, show_traceback, verbose, recording = _parse(config_cls, argv, None)
@@ -523,12 +522,13 @@ def skip_final_collection() -> None:
     """Let this process end without the garbage collection of Python's shutdown.
 
     That collection walks every object TensorFlow, Keras, MLflow and matplotlib made: a
-    visible share of a short command, and a sweep waits for its workers' exits. Frozen objects
-    are skipped; atexit handlers, flushing and module teardown still run. Call it as the
-    process is about to end, or register it with `atexit` first thing (handlers run last
-    registered first, so it runs after the others).
+    visible share of a short command, and a sweep waits for its workers' exits. Call it first
+    thing: it registers `gc.freeze` with `atexit` (once, however often it is called), and
+    handlers run last registered first, so the freeze comes after the others. Frozen objects
+    are skipped; atexit handlers, flushing and module teardown still run.
     """
-    gc.freeze()
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def print_summary(summary: Mapping, file: typing.TextIO | None = None) -> None:

@@ -36,7 +36,6 @@ once the run ends; a child killed before it was tagged is recognized by its para
 from __future__ import annotations
 
 import argparse
-import atexit
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -158,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    atexit.unregister(skip_final_collection)  # once, when main runs many times in a process
-    atexit.register(skip_final_collection)
+    skip_final_collection()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:

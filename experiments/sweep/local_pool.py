@@ -44,6 +44,7 @@ def worker_main(connection, threads: int, log_file: str | None) -> None:
     for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ[variable] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    skip_final_collection()
     _die_with_parent()
     _redirect_output(log_file)
     _interrupt_once()
@@ -53,14 +54,13 @@ def worker_main(connection, threads: int, log_file: str | None) -> None:
         while settings is not None:
             config = connection.recv()
             if config is None:
-                break
+                return
             result = run_config(config, settings)
             _send_uninterrupted(connection, result)
             if result.status == "KILLED":
-                break
+                return
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
-        pass
-    skip_final_collection()
+        return
 
 
 def _warm_up(threads: int) -> None:

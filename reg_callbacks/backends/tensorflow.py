@@ -428,9 +428,10 @@ class _Template:
             with self.lock:
                 for mine, source in zip(ours, theirs, strict=True):
                     mine.assign(source.value)
-                weights = model.trainable_variables
-                for index, factor, variable in self.penalties:
-                    variable.assign(getattr(weights[index].regularizer, factor))
+                if self.penalties:  # trainable_variables walks the layers: only if needed
+                    weights = model.trainable_variables
+                    for index, factor, variable in self.penalties:
+                        variable.assign(getattr(weights[index].regularizer, factor))
                 try:
                     result = function(*args)
                 finally:
@@ -500,7 +501,7 @@ def _without_state(config):
 
 # Keras's penalties whose factor can be a variable: each multiplies its one factor in. (L1L2
 # branches on its factors in Python, so its values stay in the architecture's key.)
-_PENALTY_FACTORS = {"L1": "l1", "L2": "l2"}
+_PENALTY_FACTORS = {keras.regularizers.L1: "l1", keras.regularizers.L2: "l2"}
 
 
 def _is_weight_penalty(key: str, value) -> bool:
@@ -510,7 +511,7 @@ def _is_weight_penalty(key: str, value) -> bool:
         and key != "activity_regularizer"
         and isinstance(value, dict)
         and value.get("module") == "keras.regularizers"
-        and value.get("class_name") in _PENALTY_FACTORS
+        and value.get("class_name") in {kind.__name__ for kind in _PENALTY_FACTORS}
     )
 
 
@@ -521,9 +522,9 @@ def _penalty_kind(config: dict) -> dict:
 def _penalty_factors(model) -> list:
     """`(index in trainable_variables, factor name)` of each variable's L1 or L2 penalty."""
     return [
-        (index, _PENALTY_FACTORS[type(variable.regularizer).__name__])
+        (index, _PENALTY_FACTORS[type(variable.regularizer)])
         for index, variable in enumerate(model.trainable_variables)
-        if type(variable.regularizer) in (keras.regularizers.L1, keras.regularizers.L2)
+        if type(variable.regularizer) in _PENALTY_FACTORS
     ]
 
 
