@@ -42,7 +42,7 @@ ERROR_TOLERANCE = 0.005  # recipe start=overfit dev error: 0.113 (XLA SSE4_2) to
 # Two nets' errors move more, each as far as measured; their labels did not move.
 TOLERANCE_FOR = {
     # It memorizes its 60 points: where its boundary falls between them follows the rounding.
-    ("bias_variance", "regime=overfit"): 0.028,  # dev error 0.240 (XLA SSE4_2) to 0.268 (default)
+    ("bias_variance", "regime=overfit"): 0.029,  # dev error 0.239 (XLA AVX) to 0.268 (default)
     # A fresh dropout mask every step for 30 000 steps; 0.02 is 2 of its 100 training points.
     ("regularization", "variant=dropout"): 0.020,  # train error 0.020 (AVX2 both) to 0.040
 }
