@@ -85,6 +85,9 @@ SECTIONS = ("sweep", "topics", *BENCHMARKS)
 # Summary keys that say nothing about the topic (at any depth), and what the sweep table shows.
 NOT_MEASURED = {"run_id", "seconds"}
 IN_SWEEP_TABLE = {"train_error", "dev_error", "label"}
+# /proc/cpuinfo flags, widest vector instructions first, and the variables that cap them.
+WIDEST_FIRST = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"))
+ISA_CAPS = ("XLA_FLAGS", "ONEDNN_MAX_CPU_ISA")
 
 
 def run_sweep(folder: Path) -> tuple[list[dict], str, str]:
@@ -250,8 +253,26 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
 
 def _measured(extra: str = "") -> str:
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = f"{_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     return f"measured {day}, {machine}" + (f", {extra}" if extra else "")
+
+
+def _cpu() -> str:
+    """The CPU and the widest vector instructions it offers, and any cap on them: XLA and
+    oneDNN choose kernels by instruction set, so a trained net's errors may differ in the
+    last digit on another CPU."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    widest = next((isa for flag, isa in WIDEST_FIRST if flag in flags), None)
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    detail = ", ".join(filter(None, [widest, *caps]))
+    return f"{model} ({detail})" if detail else model
 
 
 def _load(before: float) -> str:
