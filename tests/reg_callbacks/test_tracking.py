@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import keras
@@ -14,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO
 
-from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
+from reg_callbacks import BiasVarianceCallback, RunRecorder, TrainingDiverged, diagnose, train
 from reg_callbacks.tracking import (
     BUSY,
     DATASET_RACE,
@@ -406,3 +407,66 @@ def test_with_retries_passes_the_dataset_race_only_where_asked():
     with pytest.raises(RuntimeError, match="UNIQUE constraint failed"):
         with_retries(log_inputs)  # elsewhere a unique key is no race: raised at once
     assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The recorder's callback: what it records on request (the comparison with an experiment's run
+# is in tests/experiments/test_recording.py)
+
+
+def _moons(rows=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2)).astype("float32")
+    return x, (x[:, :1] * x[:, 1:] > 0).astype("float32")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"log_model": True}, "log_model needs input rows for the model's signature"),
+        ({"datasets": [(1, 2)]}, "datasets must map a context"),
+        ({"datasets": {"training": np.zeros(3)}}, "datasets must map a context"),
+    ],
+)
+def test_recorder_callback_refuses_bad_options(options, message):
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match=message):
+        recorder.keras_callback(**options)
+
+
+def test_recorder_callback_records_only_the_callbacks_it_knows():
+    logger = keras.callbacks.History()
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match="one BiasVariance"):
+        recorder.keras_callback(logger)
+    bias_variance = BiasVarianceCallback(_moons(), _moons(seed=1))
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match="one BiasVariance"):
+        recorder.keras_callback(bias_variance, bias_variance)
+
+
+def test_a_diverged_run_ends_failed_with_its_reason_and_no_model():
+    x, y = _moons()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e6), "mean_squared_error")
+    bias_variance = BiasVarianceCallback((x, y), (x, y))
+    with (
+        pytest.raises(TrainingDiverged),
+        warnings.catch_warnings(record=True) as caught,
+        RunRecorder("demo") as recorder,
+    ):
+        warnings.simplefilter("always")
+        recording = recorder.keras_callback(
+            bias_variance, datasets={"training": (x, y)}, log_model=True, model_summary=True
+        )
+        train(model, x, y, iterations=300, log_every=100, callbacks=[bias_variance, recording])
+    client = MlflowClient()
+    run = client.get_run(recorder.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith("TrainingDiverged: loss became")
+    assert not np.isfinite(run.data.metrics["loss"])  # the divergence is on record
+    # Nothing half-logged: no model, not even a pending one; what was recorded is whole.
+    assert client.search_logged_models([run.info.experiment_id]) == []
+    assert run.outputs.model_outputs == []
+    assert {"errors.png", "model_summary.txt"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
+    assert run.data.tags["bias_variance"] == bias_variance.diagnosis.label
+    assert any("the diverged model is not logged" in str(w.message) for w in caught)
