@@ -41,6 +41,11 @@ _MAX_PARAM_LENGTH = 6000
 # Seconds between system-metric samples (MLflow's default, 10, is longer than most course
 # runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL = 1.0
+# The kind of experiment MLflow 3's UI offers to open in its model-training view rather than
+# its GenAI one. MLflow 3.18's own UI decides the view from the `workflowType` the user
+# chose (its selector, or `?workflowType=machine_learning` in the address), not from this
+# tag; the tag is what it writes when a user picks a kind, and what builds that read it use.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _VERSIONED_PACKAGES = ("tensorflow", "keras", "jax", "mlflow", "numpy", "scikit-learn")
 _CHILD_TAGS: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
     "child_tags", default=None
@@ -209,11 +214,14 @@ def with_retries(call, *args, attempts: int = 8, transient: tuple[str, ...] = BU
 def get_or_create_experiment(
     client: MlflowClient, name: str, description: str | None = None
 ) -> str:
-    """The id of experiment `name`, created (with `description` for the UI) if missing."""
+    """The id of experiment `name`, created if missing: with `description` for the UI, and
+    marked as model training (`EXPERIMENT_KIND`); an existing experiment is left as it is."""
     experiment = with_retries(client.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
-    tags = {MLFLOW_RUN_NOTE: description} if description else None
+    tags = dict([EXPERIMENT_KIND])
+    if description:
+        tags[MLFLOW_RUN_NOTE] = description
     try:
         return with_retries(client.create_experiment, name, tags=tags)
     except MlflowException:

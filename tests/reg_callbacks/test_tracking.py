@@ -91,11 +91,19 @@ def test_keyboard_interrupt_marks_run_killed():
     assert MlflowClient().get_run(recorder.run_id).info.status == "KILLED"
 
 
-def test_experiment_created_by_a_run_gets_its_description():
+def test_experiment_created_by_a_run_gets_its_description_and_kind():
     with RunRecorder("described", experiment_description="He beats zeros."):
         pass
     experiment = MlflowClient().get_experiment_by_name("described")
     assert experiment.tags["mlflow.note.content"] == "He beats zeros."
+    # The value MLflow's UI bundle names CUSTOM_MODEL_DEVELOPMENT, the model-training kind.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    MlflowClient().create_experiment("the user's own")
+    with RunRecorder("the user's own"):
+        pass
+    assert (
+        "mlflow.experimentKind" not in MlflowClient().get_experiment_by_name("the user's own").tags
+    )
 
 
 def test_child_runs_nest_under_parent():
