@@ -567,6 +567,10 @@ class RunRecorder(_TrainingRecords):
     def log_text(self, text: str, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_text, self.run_id, text, artifact_file)
 
+    def log_table(self, columns: Mapping[str, list], artifact_file: str) -> None:
+        """`{column: [values]}` as a table MLflow's UI renders (`artifact_file` ends `.json`)."""
+        self._store(artifact_file, self.client.log_table, self.run_id, dict(columns), artifact_file)
+
     def log_file(self, local_path: str | Path) -> None:
         """Store a local file as an artifact at the run's artifact root."""
         self._store(Path(local_path).name, self.client.log_artifact, self.run_id, str(local_path))
