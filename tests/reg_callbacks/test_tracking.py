@@ -15,7 +15,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO
 
-from reg_callbacks import BiasVarianceCallback, RunRecorder, TrainingDiverged, diagnose, train
+from reg_callbacks import (
+    BiasVarianceCallback,
+    GradientNormLogger,
+    RunRecorder,
+    TrainingDiverged,
+    diagnose,
+    train,
+)
 from reg_callbacks.tracking import (
     BUSY,
     DATASET_RACE,
@@ -478,3 +485,59 @@ def test_a_diverged_run_ends_failed_with_its_reason_and_no_model():
     }
     assert run.data.tags["bias_variance"] == bias_variance.diagnosis.label
     assert any("the diverged model is not logged" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools users already run: MLflow's autolog and Keras's TensorBoard see the callbacks' keys
+
+
+def _net():
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(4, "tanh"), keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+    return model
+
+
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="mlflow.keras.autolog patches Keras's fit on every backend, but is tested on TF",
+)
+def test_mlflow_autolog_records_the_callbacks_keys():
+    import mlflow
+
+    x, y = _moons()
+    bias_variance = BiasVarianceCallback((x, y), (x, y))
+    gradients = GradientNormLogger((x, y))
+    mlflow.keras.autolog(log_models=False, log_datasets=False, silent=True)
+    try:
+        with mlflow.start_run() as run:
+            _net().fit(x, y, epochs=3, verbose=0, callbacks=[bias_variance, gradients])
+    finally:
+        mlflow.keras.autolog(disable=True)
+    client = MlflowClient()
+    keys = [*gradients.history, "train_error", "dev_error", "avoidable_bias", "variance"]
+    for key in keys:
+        logged = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in logged] == [0, 1, 2], key
+    dev_errors = [m.value for m in client.get_metric_history(run.info.run_id, "dev_error")]
+    assert dev_errors == pytest.approx(bias_variance.history["dev_error"])
+
+
+def test_tensorboard_writes_the_callbacks_keys_as_scalars(tmp_path):
+    pytest.importorskip("tensorboard", reason="keras.callbacks.TensorBoard needs tensorboard")
+    import tensorflow as tf
+
+    x, y = _moons()
+    gradients = GradientNormLogger((x, y))
+    board = keras.callbacks.TensorBoard(str(tmp_path / "logs"))
+    callbacks = [BiasVarianceCallback((x, y), (x, y)), gradients, board]
+    _net().fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+    tags = {
+        value.tag
+        for path in (tmp_path / "logs").rglob("events.out.tfevents*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+    expected = {f"epoch_{key}" for key in [*gradients.history, "train_error", "dev_error"]}
+    assert expected <= tags
