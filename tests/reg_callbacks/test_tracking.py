@@ -541,3 +541,37 @@ def test_tensorboard_writes_the_callbacks_keys_as_scalars(tmp_path):
     }
     expected = {f"epoch_{key}" for key in [*gradients.history, "train_error", "dev_error"]}
     assert expected <= tags
+
+
+@pytest.mark.slow  # logs a model
+def test_a_dict_input_model_logs_its_datasets_and_model_under_fit():
+    """A structured-data model as Keras's examples write it: one named input a feature."""
+    import mlflow.keras
+
+    rng = np.random.default_rng(0)
+    features = {"age": rng.normal(size=(48, 1)), "fare": rng.normal(size=(48, 1))}
+    features = {key: value.astype("float32") for key, value in features.items()}
+    target = (features["age"] + features["fare"] > 0).astype("float32")
+    inputs = {key: keras.Input((1,), name=key) for key in features}
+    hidden = keras.layers.Dense(4, activation="relu")(
+        keras.layers.concatenate(list(inputs.values()))
+    )
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    with RunRecorder("demo") as recorder:
+        recording = recorder.keras_callback(
+            datasets={"training": (features, target)}, dataset_name="passengers", log_model=True
+        )
+        model.fit(features, target, epochs=2, batch_size=16, verbose=0, callbacks=[recording])
+    run = MlflowClient().get_run(recorder.run_id)
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "passengers/training"
+    assert logged.dataset.digest == data_fingerprint(features, target) == run.data.tags["data_hash"]
+    assert json.loads(logged.dataset.profile)["features_shape"] == {"age": [48, 1], "fare": [48, 1]}
+    assert data_fingerprint({"fare": features["fare"], "age": features["age"]}, target) == (
+        logged.dataset.digest  # the order of the dict's keys does not matter
+    )
+    loaded = mlflow.keras.load_model(f"runs:/{recorder.run_id}/model")
+    np.testing.assert_allclose(
+        loaded.predict(features, verbose=0), model.predict(features, verbose=0), rtol=1e-6
+    )
