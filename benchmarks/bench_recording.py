@@ -10,10 +10,12 @@ fresh SQLite store, in three ways per round, the order rotating from round to ro
 Each run's wall time is measured around the `run` call; one unmeasured run first pays the
 imports and compilation. On a busy machine the runs' own spread (seconds) swamps a cost of a
 few percent, so the two recording calls are also timed inside the runs that make them
-(`RunRecorder.log_datasets`, `RunRecorder.log_keras_model`), and their medians are given as
-a fraction of the median `datasets` run: the cost the ~5 % rule for `--log-model` is
-decided on. Prints the medians, the ratios and the load average the machine had (the
-ratios hold under load better than the seconds do); `--json PATH` writes them.
+(`RunRecorder.log_datasets`, `RunRecorder.log_keras_model`, and `RunRecorder.log_training`:
+the diagnosis, gradient-health tags and the two figures every run records as training
+ends), and their medians are given as a fraction of the median `datasets` run: the cost the
+~5 % rule for `--log-model` is decided on. Prints the medians, the ratios and the load
+average the machine had (the ratios hold under load better than the seconds do); `--json
+PATH` writes them.
 
 Run: `python benchmarks/bench_recording.py [--experiment regularization] [--rounds 5]`.
 """
@@ -78,6 +80,7 @@ def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[f
     keras.utils.clear_session(free_memory=False)  # as a sweep worker does between configs
     where = {"tracking_uri": tracking_uri, "log_model": mode == "datasets+model"}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(timing("log_training", calls["log_training"]))
         if mode == "bare":
             stack.enter_context(without_datasets())
         else:
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
     cfg = module.Config()
     load_before = os.getloadavg()
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
-    calls: dict[str, list[float]] = {"log_datasets": [], "log_keras_model": []}
+    calls: dict[str, list[float]] = {"log_datasets": [], "log_keras_model": [], "log_training": []}
     with tempfile.TemporaryDirectory() as folder:
         uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
         os.chdir(folder)  # the runs' artifacts go to <folder>/mlruns

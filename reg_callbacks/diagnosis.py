@@ -13,6 +13,8 @@ HIGH_VARIANCE = "high variance"
 HIGH_BOTH = "high bias & high variance"
 LOW_BOTH = "low bias & low variance"
 LABELS = (HIGH_BIAS, HIGH_VARIANCE, HIGH_BOTH, LOW_BOTH)
+# The numbers of a `Diagnosis`, in the order summaries, tables and MLflow runs show them.
+NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
 
 # Five percentage points: above the sampling noise of a 100-example dev set (about two
 # points of standard error at 5-10 % error) and well under the ten-point gaps that the

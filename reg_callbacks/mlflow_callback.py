@@ -21,6 +21,8 @@ all metrics when training returns.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 
@@ -28,30 +30,76 @@ import keras
 
 from reg_callbacks.training import IntervalProbed
 
+MODEL_EXAMPLE_ROWS = 5  # rows a logged model's signature is inferred from
+
 
 class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
-    """Logs numeric epoch logs to a `RunRecorder`'s run, in a few `log_batch` writes.
+    """Logs numeric epoch logs to a `RunRecorder`'s run, and on request what the run's
+    other callbacks measured, its figures, data and model: what an experiment's run records.
 
     The step of each row is the optimizer's iteration count at the end of the epoch, so a
     run trained with `reg_callbacks.train` shows the cost against iterations, as the course
-    plots it. Put it after callbacks that add to `logs` (`BiasVarianceCallback`,
-    `GradientNormLogger`).
+    plots it. Put it last: after callbacks that add to `logs` (`BiasVarianceCallback`,
+    `GradientNormLogger`) and after an `EarlyStopping` that restores the best weights (the
+    model is logged as training ends).
 
     The buffered rows go to one `recorder.log_metrics` call on a background thread at the
     first epoch end `flush_secs` after the previous write, and as the last epoch begins;
     `flush()` (called by `on_train_end`) writes the rest and waits.
 
+    By default only the epoch logs are recorded. The rest, each under the same keys as an
+    experiment's run (the README's MLflow table):
+
+    - `measured` `BiasVarianceCallback`: as training ends, its diagnosis (final
+      `train_error`, `dev_error`, `avoidable_bias`, `variance`; tags `bias_variance`,
+      `bayes_error`, `remedies`) and, with `figures`, `errors.png`.
+    - `measured` `GradientNormLogger`: tags `gradient_health`, `gradient_health_at_start`
+      and, with `figures`, `gradient_norms.png`.
+    - `datasets`: as training begins, MLflow dataset inputs `<dataset_name>/<context>` and the
+      `data_hash` tag.
+    - `log_model`: the trained model as the run's MLflow model `model`, unless the last
+      loss is NaN or infinite (a diverged model), and `model_summary.txt`, which
+      `model_summary` records alone.
+
     Args:
         recorder: An entered `RunRecorder`.
+        *measured: `BiasVarianceCallback` and `GradientNormLogger` instances trained in the
+            same `fit`, whose results to record.
         flush_secs: Seconds between writes, at least: how far the MLflow UI may lag
             behind training. 0 writes every epoch.
+        figures: Draw the figures of `measured` callbacks.
+        datasets: `{"training": (x, y), "validation": (x_dev, y_dev)}` of arrays (or dicts
+            of arrays for named inputs), logged as the run's dataset inputs.
+        dataset_name: What the runs table calls the data.
+        model_summary: Log Keras's `model.summary()` as `model_summary.txt` (`log_model`
+            does too).
+        log_model: Log the trained model (Keras's `.keras` format, signature inferred from
+            `input_example`) and its summary.
+        input_example: Input rows for the model's signature; defaults to the first rows
+            of `datasets["training"]`.
+
+    Raises:
+        ValueError: a bad argument; the message names it.
 
     Example:
         >>> with RunRecorder("demo") as recorder:
-        ...     train(model, x, y, iterations=5000, callbacks=[recorder.keras_callback()])
+        ...     splits = {"training": (x, y), "validation": (x_dev, y_dev)}
+        ...     recording = recorder.keras_callback(bias_variance, gradients, datasets=splits)
+        ...     model.fit(x, y, epochs=20, callbacks=[bias_variance, gradients, recording])
     """
 
-    def __init__(self, recorder, *, flush_secs: float = 5.0):
+    def __init__(
+        self,
+        recorder,
+        *measured,
+        flush_secs: float = 5.0,
+        figures: bool = True,
+        datasets: Mapping[str, tuple] | None = None,
+        dataset_name: str = "data",
+        model_summary: bool = False,
+        log_model: bool = False,
+        input_example=None,
+    ):
         super().__init__()
         if (
             isinstance(flush_secs, bool)
@@ -62,6 +110,21 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             raise ValueError(f"flush_secs must be a number of seconds >= 0; got {flush_secs!r}.")
         self.recorder = recorder
         self.flush_secs = flush_secs
+        self.bias_variance, self.gradients = _measured_callbacks(measured)
+        self.figures = figures
+        self.datasets = _checked_datasets(datasets)
+        self.dataset_name = dataset_name
+        self.model_summary = model_summary
+        self.log_model = log_model
+        if log_model and input_example is None:
+            if "training" not in self.datasets:
+                raise ValueError(
+                    "log_model needs input rows for the model's signature: pass "
+                    "input_example=x[:5] or datasets={'training': (x, y)}."
+                )
+            input_example = _first_rows(self.datasets["training"][0], MODEL_EXAMPLE_ROWS)
+        self.input_example = input_example
+        self._datasets_logged = False
         self._rows = []
         self._writes: list[Future] = []
         self._writer: ThreadPoolExecutor | None = None
@@ -72,6 +135,11 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
         self._writes = []
         self._probed = None
         self._last_write = monotonic()
+        if self.datasets and not self._datasets_logged:  # once a run, not once a fit
+            splits = self.datasets
+            self.recorder.log_datasets(splits, name=self.dataset_name)
+            self.recorder.log_data(*(array for split in splits.values() for array in split))
+            self._datasets_logged = True
 
     def interval_probe(self, epoch):
         """For `train`: the step count, read inside the interval's compiled call.
@@ -100,6 +168,23 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()
+        if self.bias_variance is not None or self.gradients is not None:
+            self.recorder.log_training(
+                bias_variance=self.bias_variance,
+                gradients=self.gradients,
+                figures=self.figures,
+                iterations_per_epoch=(self.params or {}).get("steps"),
+            )
+        if self.model_summary or self.log_model:
+            self.recorder.log_model_summary(self.model)
+        if not self.log_model:
+            return
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # Its weights are no model; `train` raises `TrainingDiverged` next, `fit` does not.
+            warnings.warn(f"the loss is {loss}: the diverged model is not logged.", stacklevel=2)
+            return
+        self.recorder.log_keras_model(self.model, self.input_example)
 
     def flush(self) -> None:
         """Write the buffered rows and wait for every write; raise the first that failed."""
@@ -126,6 +211,42 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
                 self._writes.remove(write)
                 raise write.exception()
         self._writes = [write for write in self._writes if not write.done()]
+
+
+def _measured_callbacks(measured) -> tuple:
+    """`(bias_variance, gradients)` among `measured`, each `None` if absent."""
+    from reg_callbacks.bias_variance import BiasVarianceCallback
+    from reg_callbacks.gradient_norms import GradientNormLogger
+
+    found = {BiasVarianceCallback: None, GradientNormLogger: None}
+    for callback in measured:
+        kind = next((kind for kind in found if isinstance(callback, kind)), None)
+        if kind is None or found[kind] is not None:
+            raise ValueError(
+                "the callbacks to record must be one BiasVarianceCallback and/or one "
+                f"GradientNormLogger; got {callback!r}."
+            )
+        found[kind] = callback
+    return found[BiasVarianceCallback], found[GradientNormLogger]
+
+
+def _checked_datasets(datasets) -> dict:
+    if datasets is None:
+        return {}
+    if not isinstance(datasets, Mapping) or not all(
+        isinstance(split, tuple) and len(split) == 2 for split in datasets.values()
+    ):
+        raise ValueError(
+            "datasets must map a context ('training', 'validation') to an (x, y) tuple of "
+            f"arrays; got {type(datasets).__name__}."
+        )
+    return dict(datasets)
+
+
+def _first_rows(x, count: int):
+    if isinstance(x, Mapping):
+        return {key: value[:count] for key, value in x.items()}
+    return x[:count]
 
 
 def optimizer_iterations(model):

@@ -33,12 +33,19 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_USER,
 )
 
+from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
+
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
 # Seconds between system-metric samples (MLflow's default, 10, is longer than most course
 # runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL = 1.0
+# The kind of experiment MLflow 3's UI offers to open in its model-training view rather than
+# its GenAI one. MLflow 3.18's own UI decides the view from the `workflowType` the user
+# chose (its selector, or `?workflowType=machine_learning` in the address), not from this
+# tag; the tag is what it writes when a user picks a kind, and what builds that read it use.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _VERSIONED_PACKAGES = ("tensorflow", "keras", "jax", "mlflow", "numpy", "scikit-learn")
 _CHILD_TAGS: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
     "child_tags", default=None
@@ -79,13 +86,29 @@ def flatten(params: Mapping, prefix: str = "") -> dict[str, str]:
 
 
 def data_fingerprint(*arrays) -> str:
-    """A short sha256 of arrays' shapes, dtypes and bytes: equal data, equal fingerprint."""
+    """A short sha256 of arrays' shapes, dtypes and bytes: equal data, equal fingerprint.
+
+    An argument may be a dict (or list) of arrays, the named inputs of a model.
+    """
     digest = hashlib.sha256()
-    for array in arrays:
+    for array in _flat_arrays(arrays):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.shape}{array.dtype}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def _flat_arrays(structure) -> Iterator:
+    """The arrays of nested dicts (in key order, keys included) and lists, depth first."""
+    if isinstance(structure, Mapping):
+        for key in sorted(structure, key=str):
+            yield np.asarray(str(key))
+            yield from _flat_arrays(structure[key])
+    elif isinstance(structure, (list, tuple)):
+        for item in structure:
+            yield from _flat_arrays(item)
+    else:
+        yield structure
 
 
 def git_commit(source: Path | None = None) -> str:
@@ -191,11 +214,14 @@ def with_retries(call, *args, attempts: int = 8, transient: tuple[str, ...] = BU
 def get_or_create_experiment(
     client: MlflowClient, name: str, description: str | None = None
 ) -> str:
-    """The id of experiment `name`, created (with `description` for the UI) if missing."""
+    """The id of experiment `name`, created if missing: with `description` for the UI, and
+    marked as model training (`EXPERIMENT_KIND`); an existing experiment is left as it is."""
     experiment = with_retries(client.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
-    tags = {MLFLOW_RUN_NOTE: description} if description else None
+    tags = dict([EXPERIMENT_KIND])
+    if description:
+        tags[MLFLOW_RUN_NOTE] = description
     try:
         return with_retries(client.create_experiment, name, tags=tags)
     except MlflowException:
@@ -212,7 +238,186 @@ class ArtifactStoreError(RuntimeError):
     """
 
 
-class RunRecorder:
+class _TrainingRecords:
+    """What a run records about a trained model besides its numbers: the diagnosis, gradient
+    health, figures, data and model. Mixed into `RunRecorder`, whose methods these use.
+
+    The harness and a library user's `RecorderCallback` both record through these methods,
+    so a run holds the same keys whichever made it.
+    """
+
+    def log_diagnosis(self, diagnosis) -> None:
+        """Final train/dev error, avoidable bias, variance, and the `bias_variance` tag."""
+        self.log_final({key: getattr(diagnosis, key) for key in DIAGNOSIS_NUMBERS})
+        self.set_tags(
+            {
+                "bias_variance": diagnosis.label,
+                "bayes_error": diagnosis.bayes_error,
+                "remedies": "; ".join(diagnosis.remedies) or "none",
+            }
+        )
+
+    def log_training(
+        self,
+        *,
+        bias_variance=None,
+        gradients=None,
+        figures: bool = True,
+        iterations_per_epoch: int | None = None,
+    ) -> None:
+        """Record what a `BiasVarianceCallback` and a `GradientNormLogger` measured.
+
+        `bias_variance`: its last diagnosis (`log_diagnosis`) and `errors.png`, train and dev
+        error over training with the Bayes error dashed. `gradients`: the `gradient_health`
+        and `gradient_health_at_start` tags and `gradient_norms.png`, the layer x interval
+        heatmap. Figures only with `figures`; their x axis is in iterations when
+        `iterations_per_epoch` is given, else in epochs. A callback that has measured
+        nothing yet records nothing.
+        """
+        from reg_callbacks import plots
+
+        if bias_variance is not None and bias_variance.diagnosis is not None:
+            self.log_diagnosis(bias_variance.diagnosis)
+            history = bias_variance.history
+            if figures and history["epoch"]:
+                steps = None
+                if iterations_per_epoch:
+                    steps = [(epoch + 1) * iterations_per_epoch for epoch in history["epoch"]]
+                figure = plots.learning_curve(
+                    history,
+                    ["train_error", "dev_error"],
+                    steps=steps,
+                    ylabel="error",
+                    title="Train and dev error",
+                    hline=(bias_variance.bayes_error, "Bayes error"),
+                )
+                self.log_figure(figure, "errors.png")
+        if gradients is not None and gradients.health is not None:
+            self.set_tags(
+                {
+                    "gradient_health": gradients.health,
+                    "gradient_health_at_start": gradients.health_history[0],
+                }
+            )
+            if figures:
+                figure = plots.gradient_heatmap(
+                    gradients.history, gradients.epochs, iterations_per_epoch=iterations_per_epoch
+                )
+                self.log_figure(figure, "gradient_norms.png")
+
+    def log_data(self, *arrays) -> str:
+        """Tag the run with the fingerprint of its data; returns it."""
+        fingerprint = data_fingerprint(*arrays)
+        self.set_tags({"data_hash": fingerprint})
+        return fingerprint
+
+    def log_datasets(
+        self, splits: Mapping[str, tuple], *, name: str, source: str | None = None
+    ) -> None:
+        """Log arrays as the run's MLflow dataset inputs: `splits` maps a context
+        (`training`, `validation`) to `(x, y)`; `x` may be a dict of arrays (named inputs).
+
+        Each dataset is named `<name>/<context>`, its digest is `data_fingerprint(x, y)` and
+        MLflow profiles its shapes. `source` is a file path (an existing file) or what
+        generated the data (`noisy_moons(seed=1)`); `"train.csv + dev.csv"` gives each split
+        its own file, in the order of `splits`. Without it, MLflow names the code that ran
+        (the script or notebook, from the run's context).
+        """
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        files = source.split(" + ") if source else [None]
+        inputs = []
+        for index, (context, (x, y)) in enumerate(splits.items()):
+            file = files[min(index, len(files) - 1)]
+            if file is None:
+                where = None  # MLflow's code source, from the run's context
+            elif Path(file).is_file():
+                location = json.dumps({"uri": str(Path(file).resolve())})
+                where = get_dataset_source_from_json(location, "local")
+            else:
+                where = CodeDatasetSource({"generator": source})
+            dataset = mlflow.data.from_numpy(
+                _as_numpy(x),
+                targets=_as_numpy(y),
+                name=f"{name}/{context}",
+                digest=data_fingerprint(x, y),
+                source=where,
+            )
+            inputs.append(
+                DatasetInput(
+                    Dataset(**dataset.to_dict()), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]
+                )
+            )
+        with_retries(
+            self.client.log_inputs, self.run_id, datasets=inputs, transient=BUSY + DATASET_RACE
+        )
+
+    def log_model_summary(self, model) -> None:
+        """`model_summary.txt`: Keras's `model.summary()` of the trained model."""
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        self.log_text("\n".join(lines), "model_summary.txt")
+
+    def log_keras_model(self, model, x_example) -> str:
+        """Log `model` as the run's MLflow model `model` (Keras's native `.keras` format),
+        with a signature inferred from `x_example` (an array, or a dict of arrays for named
+        inputs) and the model's predictions on it; returns its `models:/<model id>` URI.
+
+        Load it back with `mlflow.keras.load_model(f"runs:/{run_id}/model")`.
+        """
+        import mlflow.keras
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.models import infer_signature
+
+        x_example = _as_numpy(x_example)
+        predictions = _as_numpy(model.predict_on_batch(x_example))
+        signature = infer_signature(x_example, predictions)
+        # `log_model` would attach the model to MLflow's fluent active run (and its active
+        # experiment); this class has neither, so the model is created here, in the run's
+        # experiment, and linked to the run explicitly. It reads the global tracking URI.
+        logged = with_retries(
+            self.client.create_logged_model,
+            self.experiment_id,
+            name="model",
+            source_run_id=self.run_id,
+            params=self.params,
+        )
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        try:
+            info = self._store(
+                "model",
+                mlflow.keras.log_model,
+                model,
+                name="model",
+                model_id=logged.model_id,
+                signature=signature,
+                pip_requirements=_model_requirements(),
+            )
+        finally:
+            mlflow.set_tracking_uri(previous)
+        with_retries(
+            self.client.log_outputs,
+            self.run_id,
+            [LoggedModelOutput(logged.model_id, step=self.last_step)],
+        )
+        return info.model_uri
+
+
+def _as_numpy(structure):
+    """An array, or a dict of arrays (named inputs or outputs), as NumPy for MLflow."""
+    if isinstance(structure, Mapping):
+        return {key: np.asarray(value) for key, value in structure.items()}
+    if isinstance(structure, (list, tuple)) and all(hasattr(v, "shape") for v in structure):
+        return {str(index): np.asarray(value) for index, value in enumerate(structure)}
+    return np.asarray(structure)
+
+
+class RunRecorder(_TrainingRecords):
     """Records one training run in MLflow; a context manager.
 
     On entry it creates the run (nested under `parent_run_id` if given) with its params,
@@ -236,9 +441,8 @@ class RunRecorder:
 
     Example:
         >>> with RunRecorder("demo", run_name="l2", params={"lambd": 0.7}) as recorder:
-        ...     history = train(model, x, y, iterations=2000,
-        ...                     callbacks=[bias_variance, recorder.keras_callback()])
-        ...     recorder.log_diagnosis(bias_variance.diagnosis)
+        ...     recording = recorder.keras_callback(bias_variance, gradients)
+        ...     model.fit(x, y, epochs=20, callbacks=[bias_variance, gradients, recording])
     """
 
     def __init__(
@@ -352,119 +556,6 @@ class RunRecorder:
         """Log end-of-run values at the last step, so they are what the runs table shows."""
         self.log_metrics([(self.last_step, values)])
 
-    def log_diagnosis(self, diagnosis) -> None:
-        """Final train/dev error, avoidable bias, variance, and the `bias_variance` tag."""
-        self.log_final(
-            {
-                "train_error": diagnosis.train_error,
-                "dev_error": diagnosis.dev_error,
-                "avoidable_bias": diagnosis.avoidable_bias,
-                "variance": diagnosis.variance,
-            }
-        )
-        self.set_tags(
-            {
-                "bias_variance": diagnosis.label,
-                "bayes_error": diagnosis.bayes_error,
-                "remedies": "; ".join(diagnosis.remedies) or "none",
-            }
-        )
-
-    def log_data(self, *arrays) -> str:
-        """Tag the run with the fingerprint of its data; returns it."""
-        fingerprint = data_fingerprint(*arrays)
-        self.set_tags({"data_hash": fingerprint})
-        return fingerprint
-
-    def log_datasets(self, splits: Mapping[str, tuple], *, name: str, source: str) -> None:
-        """Log arrays as the run's MLflow dataset inputs: `splits` maps a context
-        (`training`, `validation`) to `(x, y)`.
-
-        Each dataset is named `<name>/<context>`, its digest is `data_fingerprint(x, y)` and
-        MLflow profiles its shapes. `source` is a file path (an existing file) or what
-        generated the data (`noisy_moons(seed=1)`); `"train.csv + dev.csv"` gives each split
-        its own file, in the order of `splits`.
-        """
-        import mlflow.data
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-        files = source.split(" + ")
-        inputs = []
-        for index, (context, (x, y)) in enumerate(splits.items()):
-            file = Path(files[min(index, len(files) - 1)])
-            dataset = mlflow.data.from_numpy(
-                x,
-                targets=y,
-                name=f"{name}/{context}",
-                digest=data_fingerprint(x, y),
-                source=get_dataset_source_from_json(
-                    json.dumps({"uri": str(file.resolve())}), "local"
-                )
-                if file.is_file()
-                else CodeDatasetSource({"generator": source}),
-            )
-            inputs.append(
-                DatasetInput(
-                    Dataset(**dataset.to_dict()), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]
-                )
-            )
-        with_retries(
-            self.client.log_inputs, self.run_id, datasets=inputs, transient=BUSY + DATASET_RACE
-        )
-
-    def log_model_summary(self, model) -> None:
-        """`model_summary.txt`: Keras's `model.summary()` of the trained model."""
-        lines: list[str] = []
-        model.summary(print_fn=lambda line, **_: lines.append(line))
-        self.log_text("\n".join(lines), "model_summary.txt")
-
-    def log_keras_model(self, model, x_example) -> str:
-        """Log `model` as the run's MLflow model `model` (Keras's native `.keras` format),
-        with a signature inferred from `x_example` and the model's predictions on it;
-        returns its `models:/<model id>` URI.
-
-        Load it back with `mlflow.keras.load_model(f"runs:/{run_id}/model")`.
-        """
-        import mlflow.keras
-        from mlflow.entities import LoggedModelOutput
-        from mlflow.models import infer_signature
-
-        predictions = np.asarray(model.predict_on_batch(x_example))
-        signature = infer_signature(np.asarray(x_example), predictions)
-        # `log_model` would attach the model to MLflow's fluent active run (and its active
-        # experiment); this class has neither, so the model is created here, in the run's
-        # experiment, and linked to the run explicitly. It reads the global tracking URI.
-        logged = with_retries(
-            self.client.create_logged_model,
-            self.experiment_id,
-            name="model",
-            source_run_id=self.run_id,
-            params=self.params,
-        )
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.client.tracking_uri)
-        try:
-            info = self._store(
-                "model",
-                mlflow.keras.log_model,
-                model,
-                name="model",
-                model_id=logged.model_id,
-                signature=signature,
-                pip_requirements=_model_requirements(),
-            )
-        finally:
-            mlflow.set_tracking_uri(previous)
-        with_retries(
-            self.client.log_outputs,
-            self.run_id,
-            [LoggedModelOutput(logged.model_id, step=self.last_step)],
-        )
-        return info.model_uri
-
     def log_figure(self, figure, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_figure, self.run_id, figure, artifact_file)
 
@@ -475,6 +566,10 @@ class RunRecorder:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_text, self.run_id, text, artifact_file)
+
+    def log_table(self, columns: Mapping[str, list], artifact_file: str) -> None:
+        """`{column: [values]}` as a table MLflow's UI renders (`artifact_file` ends `.json`)."""
+        self._store(artifact_file, self.client.log_table, self.run_id, dict(columns), artifact_file)
 
     def log_file(self, local_path: str | Path) -> None:
         """Store a local file as an artifact at the run's artifact root."""
@@ -488,9 +583,10 @@ class RunRecorder:
                 f"cannot store artifact {artifact_file!r} of run {self.run_id}: {exc}"
             ) from exc
 
-    def keras_callback(self, *, flush_secs: float = 5.0):
-        """A Keras callback that logs every epoch's numeric `logs` to this run, batched:
-        written at most every `flush_secs` seconds, and all of them by the end of training."""
+    def keras_callback(self, *measured, **options):
+        """A `RecorderCallback` into this run: every epoch's numeric `logs`, batched, and on
+        request what `measured` callbacks found, the figures, data and model; its arguments
+        are the callback's (put it after every callback it records)."""
         from reg_callbacks.mlflow_callback import RecorderCallback
 
-        return RecorderCallback(self, flush_secs=flush_secs)
+        return RecorderCallback(self, *measured, **options)

@@ -16,13 +16,15 @@ model as the run's MLflow model; default True) and `system_metrics` (MLflow's CP
 disk samples; default False); the command line and the sweep pass them, a topic only hands
 them on. The run's description is the first paragraph of the topic's docstring, its params
 the config. Every run logs its train and dev sets as MLflow dataset inputs (`training`,
-`validation`) and `model_summary.txt`.
+`validation`) as it opens.
 
 `run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
-per-layer gradient norms with `GradientNormLogger`, MLflow recording), trains through the
-fast path, and records the diagnosis, gradient health, learning curve and gradient heatmap.
-When an `EarlyStopping(restore_best_weights=True)` among the callbacks has put the best
-weights back, the diagnosis and the final cost are measured again on those weights.
+per-layer gradient norms with `GradientNormLogger`) and trains through the fast path; the
+recorder's Keras callback records the diagnosis, gradient health, learning curve, gradient
+heatmap, `model_summary.txt` and the model as training ends: the code a library user's run
+records through, asked for everything. When an `EarlyStopping(restore_best_weights=True)`
+among the callbacks has put the best weights back, the diagnosis and the final cost are
+measured again on those weights before they are recorded.
 Load and validate data *before* entering `tracked_run`, so bad input leaves no run behind;
 a tracking store that cannot work is refused before the run opens, too.
 TensorFlow is imported only when a run starts.
@@ -40,14 +42,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments.harness.tracking_store import check_tracking_uri
+from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
 
 if TYPE_CHECKING:
     from experiments.harness.datasets import DataSplit
 
 PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
-MODEL_EXAMPLE_ROWS = 5  # rows a logged model's signature is inferred from
-# The diagnosis's numbers, in the order summaries, tables and CSV files show them.
-DIAGNOSIS_NUMBERS = ("train_error", "dev_error", "avoidable_bias", "variance")
 # What the sweep reads from a topic's summary for its table.
 SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 
@@ -88,7 +88,10 @@ class TrackedRun:
         `reg_callbacks.train`: `False` skips XLA for layers without an XLA kernel (random
         image augmentation) or runs too short to repay the compile.
         """
+        import keras
+
         from reg_callbacks import BiasVarianceCallback, GradientNormLogger, train
+        from reg_callbacks.mlflow_callback import MODEL_EXAMPLE_ROWS
         from reg_callbacks.training import DEFAULT_LOG_EVERY
 
         data = self.data
@@ -97,73 +100,40 @@ class TrackedRun:
             (data.x_train, data.y_train), (data.x_dev, data.y_dev), bayes_error=self.bayes_error
         )
         self.gradients = GradientNormLogger((data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]))
-        try:
-            self.history = train(
-                model,
-                data.x_train,
-                data.y_train,
-                iterations=iterations,
-                log_every=log_every,
-                batch_size=batch_size,
-                callbacks=[
-                    self.bias_variance,
-                    self.gradients,
-                    *callbacks,
-                    self.recorder.keras_callback(),
-                ],
-                shuffle_seed=seed,
-                jit_compile=jit_compile,
-            )
-            self._rediagnose_restored(model, callbacks, log_every)
-        finally:
-            self._record_training(log_every)
-        self.recorder.log_model_summary(model)
-        if self.log_model:
-            self.recorder.log_keras_model(model, data.x_train[:MODEL_EXAMPLE_ROWS])
+        # Between the user's callbacks (an `EarlyStopping` restores its best weights as
+        # training ends) and the recording of the diagnosis and model that follows.
+        rediagnose = keras.callbacks.LambdaCallback(
+            on_train_end=lambda logs: self._rediagnose_restored(model, callbacks, log_every)
+        )
+        recording = self.recorder.keras_callback(
+            self.bias_variance,
+            self.gradients,
+            model_summary=True,
+            log_model=self.log_model,
+            input_example=data.x_train[:MODEL_EXAMPLE_ROWS],
+        )
+        self.history = train(
+            model,
+            data.x_train,
+            data.y_train,
+            iterations=iterations,
+            log_every=log_every,
+            batch_size=batch_size,
+            callbacks=[self.bias_variance, self.gradients, *callbacks, rediagnose, recording],
+            shuffle_seed=seed,
+            jit_compile=jit_compile,
+        )
+        if self.early_stopping:
+            self.recorder.log_final(self.early_stopping)
+            stopped = "stopped" if self.early_stopping["stopped_epoch"] else "ran to the end"
+            self.recorder.set_tags({"early_stopping": stopped})
         return self.history
 
     def _rediagnose_restored(self, model, callbacks, log_every: int) -> None:
         """After Keras put an `EarlyStopping`'s best weights back, measure those weights."""
         restored = restored_best(model, callbacks, self.data, self.bayes_error, log_every)
-        if restored is None:
-            return
-        self.bias_variance.diagnosis, self.early_stopping = restored
-        self.recorder.log_final(self.early_stopping)
-        stopped = "stopped" if self.early_stopping["stopped_epoch"] else "ran to the end"
-        self.recorder.set_tags({"early_stopping": stopped})
-
-    def _record_training(self, log_every: int) -> None:
-        from reg_callbacks import plots
-
-        if self.bias_variance.diagnosis is not None:
-            self.recorder.log_diagnosis(self.bias_variance.diagnosis)
-        if self.gradients.health is not None:
-            self.recorder.set_tags(
-                {
-                    "gradient_health": self.gradients.health,
-                    "gradient_health_at_start": self.gradients.health_history[0],
-                }
-            )
-            self.log_figure(
-                plots.gradient_heatmap(
-                    self.gradients.history, self.gradients.epochs, iterations_per_epoch=log_every
-                ),
-                "gradient_norms.png",
-            )
-        history = self.bias_variance.history
-        if history["epoch"]:
-            steps = [(epoch + 1) * log_every for epoch in history["epoch"]]
-            self.log_figure(
-                plots.learning_curve(
-                    history,
-                    ["train_error", "dev_error"],
-                    steps=steps,
-                    ylabel="error",
-                    title="Train and dev error",
-                    hline=(self.bayes_error, "Bayes error"),
-                ),
-                "errors.png",
-            )
+        if restored is not None:
+            self.bias_variance.diagnosis, self.early_stopping = restored
 
     def log_figure(self, figure, name: str) -> None:
         self.recorder.log_figure(figure, name)

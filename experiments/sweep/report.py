@@ -147,7 +147,8 @@ def print_report(
 
 
 def log_parent(recorder, plan: Plan, records: Sequence[dict], summary_path: Path, wall: float):
-    """The parent run's counts, throughput, CSV, text table and two summary figures."""
+    """The parent run's counts, throughput, CSV, text table, its table for MLflow's UI
+    (`summary_table.json`) and two summary figures."""
     from experiments.sweep.plots import bias_variance_scatter, dev_error_by_param
 
     counts = _counts(records)
@@ -160,9 +161,19 @@ def log_parent(recorder, plan: Plan, records: Sequence[dict], summary_path: Path
     )
     recorder.log_file(summary_path)
     recorder.log_text(render_table(plan, records, width=160), "summary.txt")
+    recorder.log_table(summary_table(records), "summary_table.json")
     title = f"sweep {plan.name}"
     recorder.log_figure(bias_variance_scatter(records, title=title), "bias_variance.png")
     recorder.log_figure(dev_error_by_param(records, title=title), "dev_error_by_param.png")
+
+
+# The columns of the parent run's table, which MLflow's UI shows on its Artifacts tab.
+TABLE_COLUMNS = ("experiment", "config", *DIAGNOSIS_NUMBERS, "label", "status", "run_id")
+
+
+def summary_table(records: Sequence[dict]) -> dict[str, list]:
+    """The records as `{column: [value per config]}`, for `RunRecorder.log_table`."""
+    return {column: [record[column] for record in records] for column in TABLE_COLUMNS}
 
 
 def _counts(records: Sequence[dict]) -> dict[str, int]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import keras
@@ -14,7 +15,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import REPO
 
-from reg_callbacks import BiasVarianceCallback, RunRecorder, diagnose, train
+from reg_callbacks import (
+    BiasVarianceCallback,
+    GradientNormLogger,
+    RunRecorder,
+    TrainingDiverged,
+    diagnose,
+    train,
+)
 from reg_callbacks.tracking import (
     BUSY,
     DATASET_RACE,
@@ -90,11 +98,19 @@ def test_keyboard_interrupt_marks_run_killed():
     assert MlflowClient().get_run(recorder.run_id).info.status == "KILLED"
 
 
-def test_experiment_created_by_a_run_gets_its_description():
+def test_experiment_created_by_a_run_gets_its_description_and_kind():
     with RunRecorder("described", experiment_description="He beats zeros."):
         pass
     experiment = MlflowClient().get_experiment_by_name("described")
     assert experiment.tags["mlflow.note.content"] == "He beats zeros."
+    # The value MLflow's UI bundle names CUSTOM_MODEL_DEVELOPMENT, the model-training kind.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    MlflowClient().create_experiment("the user's own")
+    with RunRecorder("the user's own"):
+        pass
+    assert (
+        "mlflow.experimentKind" not in MlflowClient().get_experiment_by_name("the user's own").tags
+    )
 
 
 def test_child_runs_nest_under_parent():
@@ -406,3 +422,156 @@ def test_with_retries_passes_the_dataset_race_only_where_asked():
     with pytest.raises(RuntimeError, match="UNIQUE constraint failed"):
         with_retries(log_inputs)  # elsewhere a unique key is no race: raised at once
     assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The recorder's callback: what it records on request (the comparison with an experiment's run
+# is in tests/experiments/test_recording.py)
+
+
+def _moons(rows=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2)).astype("float32")
+    return x, (x[:, :1] * x[:, 1:] > 0).astype("float32")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"log_model": True}, "log_model needs input rows for the model's signature"),
+        ({"datasets": [(1, 2)]}, "datasets must map a context"),
+        ({"datasets": {"training": np.zeros(3)}}, "datasets must map a context"),
+    ],
+)
+def test_recorder_callback_refuses_bad_options(options, message):
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match=message):
+        recorder.keras_callback(**options)
+
+
+def test_recorder_callback_records_only_the_callbacks_it_knows():
+    logger = keras.callbacks.History()
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match="one BiasVariance"):
+        recorder.keras_callback(logger)
+    bias_variance = BiasVarianceCallback(_moons(), _moons(seed=1))
+    with RunRecorder("demo") as recorder, pytest.raises(ValueError, match="one BiasVariance"):
+        recorder.keras_callback(bias_variance, bias_variance)
+
+
+def test_a_diverged_run_ends_failed_with_its_reason_and_no_model():
+    x, y = _moons()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e6), "mean_squared_error")
+    bias_variance = BiasVarianceCallback((x, y), (x, y))
+    with (
+        pytest.raises(TrainingDiverged),
+        warnings.catch_warnings(record=True) as caught,
+        RunRecorder("demo") as recorder,
+    ):
+        warnings.simplefilter("always")
+        recording = recorder.keras_callback(
+            bias_variance, datasets={"training": (x, y)}, log_model=True, model_summary=True
+        )
+        train(model, x, y, iterations=300, log_every=100, callbacks=[bias_variance, recording])
+    client = MlflowClient()
+    run = client.get_run(recorder.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith("TrainingDiverged: loss became")
+    assert not np.isfinite(run.data.metrics["loss"])  # the divergence is on record
+    # Nothing half-logged: no model, not even a pending one; what was recorded is whole.
+    assert client.search_logged_models([run.info.experiment_id]) == []
+    assert run.outputs.model_outputs == []
+    assert {"errors.png", "model_summary.txt"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id)
+    }
+    assert run.data.tags["bias_variance"] == bias_variance.diagnosis.label
+    assert any("the diverged model is not logged" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools users already run: MLflow's autolog and Keras's TensorBoard see the callbacks' keys
+
+
+def _net():
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(4, "tanh"), keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+    return model
+
+
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="mlflow.keras.autolog patches Keras's fit on every backend, but is tested on TF",
+)
+def test_mlflow_autolog_records_the_callbacks_keys():
+    import mlflow
+
+    x, y = _moons()
+    bias_variance = BiasVarianceCallback((x, y), (x, y))
+    gradients = GradientNormLogger((x, y))
+    mlflow.keras.autolog(log_models=False, log_datasets=False, silent=True)
+    try:
+        with mlflow.start_run() as run:
+            _net().fit(x, y, epochs=3, verbose=0, callbacks=[bias_variance, gradients])
+    finally:
+        mlflow.keras.autolog(disable=True)
+    client = MlflowClient()
+    keys = [*gradients.history, "train_error", "dev_error", "avoidable_bias", "variance"]
+    for key in keys:
+        logged = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in logged] == [0, 1, 2], key
+    dev_errors = [m.value for m in client.get_metric_history(run.info.run_id, "dev_error")]
+    assert dev_errors == pytest.approx(bias_variance.history["dev_error"])
+
+
+def test_tensorboard_writes_the_callbacks_keys_as_scalars(tmp_path):
+    pytest.importorskip("tensorboard", reason="keras.callbacks.TensorBoard needs tensorboard")
+    import tensorflow as tf
+
+    x, y = _moons()
+    gradients = GradientNormLogger((x, y))
+    board = keras.callbacks.TensorBoard(str(tmp_path / "logs"))
+    callbacks = [BiasVarianceCallback((x, y), (x, y)), gradients, board]
+    _net().fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+    tags = {
+        value.tag
+        for path in (tmp_path / "logs").rglob("events.out.tfevents*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+    expected = {f"epoch_{key}" for key in [*gradients.history, "train_error", "dev_error"]}
+    assert expected <= tags
+
+
+@pytest.mark.slow  # logs a model
+def test_a_dict_input_model_logs_its_datasets_and_model_under_fit():
+    """A structured-data model as Keras's examples write it: one named input a feature."""
+    import mlflow.keras
+
+    rng = np.random.default_rng(0)
+    features = {"age": rng.normal(size=(48, 1)), "fare": rng.normal(size=(48, 1))}
+    features = {key: value.astype("float32") for key, value in features.items()}
+    target = (features["age"] + features["fare"] > 0).astype("float32")
+    inputs = {key: keras.Input((1,), name=key) for key in features}
+    hidden = keras.layers.Dense(4, activation="relu")(
+        keras.layers.concatenate(list(inputs.values()))
+    )
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    with RunRecorder("demo") as recorder:
+        recording = recorder.keras_callback(
+            datasets={"training": (features, target)}, dataset_name="passengers", log_model=True
+        )
+        model.fit(features, target, epochs=2, batch_size=16, verbose=0, callbacks=[recording])
+    run = MlflowClient().get_run(recorder.run_id)
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "passengers/training"
+    assert logged.dataset.digest == data_fingerprint(features, target) == run.data.tags["data_hash"]
+    assert json.loads(logged.dataset.profile)["features_shape"] == {"age": [48, 1], "fare": [48, 1]}
+    assert data_fingerprint({"fare": features["fare"], "age": features["age"]}, target) == (
+        logged.dataset.digest  # the order of the dict's keys does not matter
+    )
+    loaded = mlflow.keras.load_model(f"runs:/{recorder.run_id}/model")
+    np.testing.assert_allclose(
+        loaded.predict(features, verbose=0), model.predict(features, verbose=0), rtol=1e-6
+    )

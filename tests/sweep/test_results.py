@@ -221,6 +221,8 @@ def test_the_readme_links_to_every_section_of_the_results_page():
     for name in results.SECTIONS:
         assert f"<!-- results:{name} -->" in page, f"docs/results.md has no {name} section"
     headings = {line.lstrip("# ").strip() for line in page.splitlines() if line.startswith("#")}
+    # GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+    headings |= {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     anchors = re.findall(r"\(docs/results\.md#([\w-]+)\)", readme)
     assert set(EXPERIMENTS) - {"toy"} <= set(anchors)

@@ -417,6 +417,16 @@ def test_sweep_end_to_end_then_resume_skips_what_finished(tmp_path):
     )
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
     assert {"e2e.csv", "bias_variance.png", "dev_error_by_param.png", "summary.txt"} <= artifacts
+    # The same summary as a table MLflow's UI renders: one row a config, its child's numbers.
+    table = MlflowClient().load_table(
+        parent.info.experiment_id, "summary_table.json", [parent.info.run_id]
+    )
+    assert sorted(table["status"]) == ["FAILED", "FINISHED", "FINISHED"]
+    dev_errors = {
+        r.info.run_id: r.data.metrics["dev_error"] for r in kids if r.info.status == "FINISHED"
+    }
+    finished = table[table["status"] == "FINISHED"]
+    assert dict(zip(finished["run_id"], finished["dev_error"], strict=True)) == dev_errors
 
     with open(tmp_path / "sweep_results" / "e2e.csv", newline="") as file:
         rows = list(csv.DictReader(file))
