@@ -508,7 +508,7 @@ def main(
         tracking = sys.modules.get("reg_callbacks.tracking")  # loaded if it raised this
         if tracking is not None and isinstance(exc, tracking.ArtifactStoreError):
             print(f"run FAILED: {_one_line(exc)}", file=sys.stderr)
-        elif type(exc).__name__ == "MlflowException":
+        elif type(exc).__name__ in ("MlflowException", "StoreFault"):
             # The store is unreachable or refused a write, after MLflow's own bounded retries.
             print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
         else:

@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from experiments.harness.cli import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     _fail,
     _OneLineParser,
@@ -49,7 +50,12 @@ from experiments.harness.cli import (
     add_verbose_flag,
     skip_final_collection,
 )
-from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
+from experiments.harness.tracking_store import (
+    StoreFault,
+    check_tracking_uri,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from experiments.sweep import store
 from experiments.sweep.plan import (
     DEFAULT_PRESET,
@@ -59,11 +65,13 @@ from experiments.sweep.plan import (
     plan_from_args,
     preset_names,
 )
+from experiments.sweep.report import CSV_COLUMNS, workers_log
 from experiments.sweep.run import Sweep, SweepOptions, SweepRefused
 from experiments.sweep.store import SweepState, read_runs_light, reconcile
 from experiments.sweep.worker import topic_experiments
 
 DEFAULT_OUT = "sweep_results"
+SUMMARY_HEADER = ",".join(CSV_COLUMNS).encode()
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -169,11 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             preset=args.preset, grid_file=args.grid, overrides=args.overrides, only=args.only
         )
         summary_path = output_file(args.out, plan.summary_file)
-    except ValueError as exc:
-        _fail(str(exc))
-    uri = resolve_tracking_uri(args.tracking_uri)
-    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri)
+        if not args.dry_run:
+            check_outputs(summary_path, workers_log(summary_path, plan.name), uri)
     except ValueError as exc:
         _fail(str(exc))
     if args.backend == "ray" and (uri is None or not uri.startswith(("http://", "https://"))):
@@ -202,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Sweep(plan, options, uri, summary_path).run()
     except SweepRefused as exc:
         _fail(str(exc))
+    except StoreFault as exc:
+        print(f"error: MLflow tracking store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -216,6 +226,46 @@ def output_file(out_dir: str, name: str) -> Path:
             f"the summary file {name!r} must stay inside the output directory {out_dir}."
         )
     return path
+
+
+def check_outputs(summary_path: Path, log_path: Path, uri: str | None) -> None:
+    """Refuse outputs that would write over what the sweep did not make.
+
+    The summary replaces a file only if it is an earlier summary (its header is the
+    sweep's); neither it, its `.partial` nor the log may be a symbolic link (in a shared
+    folder, a link would send the write elsewhere) or the tracking store.
+    """
+    store_file = sqlite_path(uri)
+    store_files = set()
+    if store_file:
+        store = Path(store_file).resolve()
+        store_files = {store.with_name(store.name + s) for s in ("", "-journal", "-wal", "-shm")}
+    partial = summary_path.with_name(summary_path.name + ".partial")
+    for path in (summary_path, partial, log_path):
+        if path.is_symlink():
+            raise ValueError(
+                f"{path} is a symbolic link; the sweep does not write through links in its "
+                "output folder: remove it or pass another --out."
+            )
+        if path in store_files:
+            raise ValueError(
+                f"{path} is the tracking store; name the summary another .csv file or pass "
+                "another --out."
+            )
+    if summary_path.exists() and not _is_summary(summary_path):
+        raise ValueError(
+            f"{summary_path} exists and is not a summary this sweep wrote; move it, or name "
+            "another summary file or --out."
+        )
+
+
+def _is_summary(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            first = file.read(len(SUMMARY_HEADER))
+    except OSError:
+        return False
+    return first in (b"", SUMMARY_HEADER)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any
 
 from experiments.harness import registry
 from experiments.harness.cli import config_from_dict
+from experiments.harness.tracking_store import clip
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "course"
@@ -207,8 +208,11 @@ def build_plan(
     if not isinstance(description, str):
         raise ValueError(f"{source}: 'description' must be a string; got {description!r}.")
     summary_file = document.get("summary", f"{name}.csv")
-    if not isinstance(summary_file, str) or not summary_file.strip():
-        raise ValueError(f"{source}: 'summary' must be a file name; got {summary_file!r}.")
+    if not isinstance(summary_file, str) or not summary_file.strip().endswith(".csv"):
+        raise ValueError(
+            f"{source}: 'summary' must be a file name ending in .csv (the sweep writes only "
+            f"its CSV there, never over the store or its log); got {clip(repr(summary_file))}."
+        )
     blocks = document.get("runs")
     if not isinstance(blocks, list) or not blocks:
         raise ValueError(f"{source}: 'runs' must be a non-empty list of blocks with 'experiment'.")

@@ -7,6 +7,7 @@ plots' input.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -99,6 +100,11 @@ def progress_bar(description: str, total: int):
     return progress, task
 
 
+def workers_log(summary_path: Path, sweep_name: str) -> Path:
+    """The workers' output (tracebacks), beside the summary."""
+    return summary_path.with_name(f"{sweep_name}-workers.log")
+
+
 def write_csv(path: Path, records: Sequence[dict]) -> None:
     """The summary CSV, replaced whole (never half-written): fixed columns, then each param."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +118,15 @@ def write_csv(path: Path, records: Sequence[dict]) -> None:
             + [_csv_value(record["params"].get(k)) for k in keys]
         )
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(buffer.getvalue(), encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # a link planted there goes, not what it points to
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(descriptor, "w", encoding="utf-8", newline="") as file:
+            file.write(buffer.getvalue())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 

@@ -173,7 +173,7 @@ class Sweep:
         return start_workers(workers, threads_per_worker(workers), str(self._log_file()))
 
     def _log_file(self) -> Path:
-        return self.summary_path.with_name(f"{self.plan.name}-workers.log")
+        return report.workers_log(self.summary_path, self.plan.name)
 
     def _resume_and_run(self) -> int:
         self.client, self.experiment_id = store.open_store(self.uri, self.plan.experiment_name)

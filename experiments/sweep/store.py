@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.harness.tracking_store import sqlite_path
+from experiments.harness.tracking_store import prepare_store, sqlite_path
 from experiments.sweep.plan import Plan, PlannedConfig
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -267,9 +267,15 @@ def reconcile(
 
 
 def open_store(uri: str | None, experiment_name: str):
-    """(client, experiment id), the experiment created if new; SweepRefused if it fails."""
+    """(client, experiment id), the experiment created if new.
+
+    Raises:
+        StoreFault: an SQLite store cannot be created or written (`prepare_store`).
+        SweepRefused: MLflow cannot open the store.
+    """
     from reg_callbacks.tracking import get_or_create_experiment
 
+    prepare_store(uri)
     try:
         client = client_for(uri)
         return client, get_or_create_experiment(client, experiment_name)

@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,3 +125,143 @@ def test_a_failed_artifact_upload_is_one_line_and_a_failed_run(tmp_path, fault):
     (run,) = client.search_runs([experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "ArtifactStoreError: " + lines[0].split(": ", 1)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The tracking store is the user's: no input, fault or neighbour loses its runs or breaks it.
+
+TOY = ["experiments.toy", "--model", "centroid"]  # a real recorded run, no TensorFlow
+CENTROID_GRID = "name: {name}\n{extra}runs:\n  - experiment: toy\n    params: {{model: centroid}}\n"
+
+
+def _command(*args, cwd, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _one_error_line(result, code: int) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == code, result.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[0]
+
+
+def _finished_runs(store) -> int:
+    with sqlite3.connect(store) as db:
+        return db.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0]
+
+
+@pytest.mark.parametrize("target", ["mlflow.db", "x-workers.log", "data.csv"])
+def test_a_grid_summary_never_writes_over_the_store_its_log_or_a_users_file(tmp_path, target):
+    store = tmp_path / "mlflow.db"
+    assert _command(*TOY, cwd=tmp_path).returncode == 0
+    (tmp_path / "x-workers.log").write_text("earlier sweep output\n")
+    (tmp_path / "data.csv").write_text("x1,x2,y\n1,2,0\n")
+    (tmp_path / "grid.yaml").write_text(
+        CENTROID_GRID.format(name="x", extra=f"summary: {target}\n")
+    )
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    result = _command("experiments.sweep", "--grid", "grid.yaml", "--out", ".", cwd=tmp_path)
+    line = _one_error_line(result, 2)
+    assert target in line, line
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before
+    assert _finished_runs(store) == 1
+
+
+@pytest.mark.slow
+def test_concurrent_first_users_create_one_store_and_every_run_lands(tmp_path):
+    store = tmp_path / "new" / "mlflow.db"
+    store.parent.mkdir()
+    uri = f"sqlite:///{store}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": uri}
+    commands = [[sys.executable, "-m", *TOY, "--seed", str(seed)] for seed in range(6)]
+    processes = [
+        subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for c in commands
+    ]
+    outcomes = [(p.wait(timeout=300), p.stderr.read().decode()) for p in processes]
+    for code, stderr in outcomes:
+        assert code == 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert _finished_runs(store) == len(commands)
+    with sqlite3.connect(store) as db:
+        tables = [row[0] for row in db.execute("select name from sqlite_master")]
+    assert not [t for t in tables if t.startswith("_alembic_tmp_")]
+    assert _command(*TOY, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}).returncode == 0
+    assert sorted(p.name for p in store.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+@pytest.mark.slow
+def test_a_store_left_mid_migration_is_one_line_with_the_fix(tmp_path):
+    store = tmp_path / "mlflow.db"
+    assert _command(*TOY, cwd=tmp_path).returncode == 0
+    with sqlite3.connect(store) as db:  # what an interrupted alembic batch migration leaves
+        db.execute("create table _alembic_tmp_experiments (experiment_id integer)")
+    for command in (TOY, ["experiments.sweep", "--grid", "grid.yaml"]):
+        (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+        line = _one_error_line(_command(*command, cwd=tmp_path), 1)
+        assert "mid-migration" in line and "mlflow db upgrade" in line, line
+    with sqlite3.connect(store) as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("command", [TOY, ["experiments.sweep", "--grid", "grid.yaml"]])
+@pytest.mark.parametrize("uri", ["sqlite:///", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_store_is_refused(tmp_path, command, uri):
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    line = _one_error_line(_command(*command, "--tracking-uri", uri, cwd=tmp_path), 2)
+    assert "names no database file" in line and "sqlite:///PATH" in line, line
+
+
+@pytest.mark.parametrize("planted", ["x.csv.partial", "x-workers.log"])
+def test_links_planted_in_the_output_folder_are_not_followed(tmp_path, planted):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the sweep's\n")
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / planted).symlink_to(outside)
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    result = _command("experiments.sweep", "--grid", "grid.yaml", "--out", "shared", cwd=tmp_path)
+    line = _one_error_line(result, 2)
+    assert planted in line and "symbolic link" in line, line
+    assert outside.read_text() == "not the sweep's\n"
+
+
+def test_a_partial_summary_link_is_replaced_not_followed(tmp_path):
+    from experiments.sweep.report import write_csv
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the sweep's\n")
+    (tmp_path / "x.csv.partial").symlink_to(outside)
+    write_csv(tmp_path / "x.csv", [])
+    assert outside.read_text() == "not the sweep's\n"
+    assert (tmp_path / "x.csv").read_text().startswith("index,experiment")
+    assert not (tmp_path / "x.csv.partial").exists()
+
+
+@pytest.mark.parametrize("folder", ["pct%41dir", "what?dir", "hash#dir"])
+def test_the_default_store_is_in_the_working_folder_whatever_its_name(tmp_path, folder):
+    work = tmp_path / folder
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI")
+    (work / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    for command in (TOY, ["experiments.sweep", "--grid", "grid.yaml", "--workers", "1"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    databases = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes()[:6] == b"SQLite"]
+    assert databases == [work / "mlflow.db"]
+    assert _finished_runs(work / "mlflow.db") == 3  # the toy's run, the sweep's parent and child
