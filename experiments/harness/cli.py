@@ -22,6 +22,7 @@ import io
 import numbers
 import os
 import re
+import signal
 import sys
 import tokenize
 import types
@@ -30,7 +31,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from experiments.harness import quiet
-from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
+from experiments.harness.tracking_store import (
+    check_tracking_uri,
+    describe_store_error,
+    resolve_tracking_uri,
+    store_error,
+)
 
 __all__ = ["build_parser", "config_from_dict", "main", "parse_args", "print_summary"]
 
@@ -484,6 +490,7 @@ def main(
             main(Config, run)
     """
     skip_final_collection()
+    stop_on_sigterm()
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
         cfg, tracking_uri, show_traceback, verbose, recording = _parse(config_cls, argv, None)
@@ -506,16 +513,27 @@ def main(
         if show_traceback:
             raise
         tracking = sys.modules.get("reg_callbacks.tracking")  # loaded if it raised this
+        cause = store_error(exc)
         if tracking is not None and isinstance(exc, tracking.ArtifactStoreError):
             print(f"run FAILED: {_one_line(exc)}", file=sys.stderr)
-        elif type(exc).__name__ in ("MlflowException", "StoreFault"):
-            # The store is unreachable or refused a write, after MLflow's own bounded retries.
-            print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
+        elif cause is not None:
+            # The store is unreachable, full or refused a write, after bounded retries.
+            print(f"error: MLflow tracking store: {describe_store_error(cause)}", file=sys.stderr)
         else:
             raise
         raise SystemExit(EXIT_FAILED) from None
     if summary is not None:
         print_summary(summary)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt): a run in progress ends
+    KILLED instead of being left RUNNING by a process that vanished."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def skip_final_collection() -> None:

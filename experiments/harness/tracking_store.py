@@ -243,6 +243,47 @@ def _check_existing(path: str) -> None:
         )
 
 
+# What SQLite's errors mean for a user, by the words of its message.
+SQLITE_FAULTS = {
+    "database or disk is full": "the disk holding it is full; free space and run this "
+    "again (earlier runs are intact)",
+    "attempt to write a readonly database": "it cannot be written: it is read-only, or it "
+    "was deleted or replaced while in use; restore it (or let a new one be made) and run "
+    "this again",
+    "unable to open database file": "it cannot be opened: its folder is missing or not writable",
+    "disk i/o error": "the disk failed to read or write it",
+    "no such table": "it is not a complete MLflow store (deleted or replaced while in use?)",
+}
+
+
+STORE_ERRORS = {"MlflowException", "StoreFault", "SQLAlchemyError"}  # named: MLflow not imported
+
+
+def store_error(exc: BaseException) -> BaseException | None:
+    """The MLflow or database error in `exc`'s chain (what it was raised from or while
+    handling), or None if it has none: then `exc` is not the store's fault."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = {kind.__name__ for kind in type(exc).__mro__}
+        if isinstance(exc, sqlite3.Error) or names & STORE_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_store_error(exc: BaseException) -> str:
+    """One line saying what a store error means and what to do."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, StoreFault):
+        return text  # already says it
+    for words, meaning in SQLITE_FAULTS.items():
+        if words in text.lower():
+            return f"{meaning} ({words})"
+    first = str(exc).strip().splitlines()
+    return clip(" ".join(first[0].split()) if first else type(exc).__name__, 300)
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return os.strerror(exc.errno)

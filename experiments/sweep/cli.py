@@ -49,12 +49,14 @@ from experiments.harness.cli import (
     _unrecognized_message,
     add_verbose_flag,
     skip_final_collection,
+    stop_on_sigterm,
 )
 from experiments.harness.tracking_store import (
-    StoreFault,
     check_tracking_uri,
+    describe_store_error,
     resolve_tracking_uri,
     sqlite_path,
+    store_error,
 )
 from experiments.sweep import store
 from experiments.sweep.plan import (
@@ -65,7 +67,7 @@ from experiments.sweep.plan import (
     plan_from_args,
     preset_names,
 )
-from experiments.sweep.report import CSV_COLUMNS, workers_log
+from experiments.sweep.report import CSV_COLUMNS, OutputError, workers_log
 from experiments.sweep.run import Sweep, SweepOptions, SweepRefused
 from experiments.sweep.store import SweepState, read_runs_light, reconcile
 from experiments.sweep.worker import topic_experiments
@@ -166,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     skip_final_collection()
+    stop_on_sigterm()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -209,12 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Sweep(plan, options, uri, summary_path).run()
     except SweepRefused as exc:
         _fail(str(exc))
-    except StoreFault as exc:
-        print(f"error: MLflow tracking store: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        cause = store_error(exc)
+        if cause is None:
+            raise
+        # Full, read-only, deleted or replaced: what the workers ran is in the table and the
+        # CSV; a re-run once the store is back closes what was left RUNNING and goes on.
+        print(f"error: MLflow tracking store: {describe_store_error(cause)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def output_file(out_dir: str, name: str) -> Path:

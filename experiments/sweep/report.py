@@ -36,6 +36,10 @@ CSV_COLUMNS = (
 )
 
 
+class OutputError(RuntimeError):
+    """The sweep's output folder cannot take its summary (full, read-only)."""
+
+
 @dataclass
 class Row:
     """One config's line in the summary: from this invocation, or FINISHED earlier."""
@@ -140,8 +144,16 @@ def print_report(
     wall: float = 0.0,
     workers: int | None = None,
 ) -> None:
-    """Write the CSV, then print the table, each failure's reason and where things are."""
-    write_csv(summary_path, records)
+    """Write the CSV, then print the table, each failure's reason and where things are.
+
+    Raises:
+        OutputError: the CSV could not be written (after the table is printed).
+    """
+    try:
+        write_csv(summary_path, records)
+        unwritten = None
+    except OSError as exc:
+        unwritten = exc
     print(render_table(plan, records), end="")
     failures = [r for r in records if r["status"] in ("FAILED", "KILLED") and r["failure_reason"]]
     for record in failures:
@@ -153,11 +165,18 @@ def print_report(
     line = ", ".join(f"{n} {status}" for status, n in counts.items())
     timing = f" in {wall:.1f} s with {_count(workers, 'worker')}" if workers else ""
     print(f"\n{len(records)} configs: {line}{timing}")
-    print(f"summary: {_relative(summary_path)}")
+    if unwritten is None:
+        print(f"summary: {_relative(summary_path)}")
     if failures and log_file is not None:
         print(f"worker output (tracebacks): {_relative(log_file)}")
     where = f" in {uri}" if uri else ""
     print(f"MLflow: experiment {plan.experiment_name!r}{where}; browse with `mlflow ui`")
+    if unwritten is not None:
+        raise OutputError(
+            f"cannot write the summary {_relative(summary_path)}: "
+            f"{unwritten.strerror or unwritten}; the runs are in the store: free space (or "
+            "fix --out) and run the same command again to write it."
+        )
 
 
 def log_parent(recorder, plan: Plan, records: Sequence[dict], summary_path: Path, wall: float):
