@@ -34,6 +34,7 @@ from experiments.harness import quiet
 from experiments.harness.tracking_store import (
     check_tracking_uri,
     describe_store_error,
+    quiet_store_errors,
     resolve_tracking_uri,
     store_error,
 )
@@ -496,6 +497,8 @@ def main(
         cfg, tracking_uri, show_traceback, verbose, recording = _parse(config_cls, argv, None)
         check_tracking_uri(resolve_tracking_uri(tracking_uri))
         quiet.quiet_logs(verbose)
+        if not verbose:
+            quiet_store_errors()
         summary = run_fn(cfg, tracking_uri=tracking_uri, **recording)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -257,6 +258,12 @@ SQLITE_FAULTS = {
 
 
 STORE_ERRORS = {"MlflowException", "StoreFault", "SQLAlchemyError"}  # named: MLflow not imported
+
+
+def quiet_store_errors() -> None:
+    """MLflow logs each SQL error with its traceback before raising it: the command's one
+    line says it (`--verbose` keeps MLflow's)."""
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def store_error(exc: BaseException) -> BaseException | None:

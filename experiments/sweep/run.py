@@ -18,6 +18,7 @@ from pathlib import Path
 
 from experiments.harness import quiet
 from experiments.harness.cli import EXIT_FAILED, EXIT_INTERRUPTED
+from experiments.harness.tracking_store import quiet_store_errors
 from experiments.sweep import report, store
 from experiments.sweep.local_pool import LocalPool, start_workers
 from experiments.sweep.plan import Plan, PlannedConfig
@@ -157,6 +158,8 @@ class Sweep:
     def run(self) -> int:
         # MLflow's INFO lines would break the progress bar; workers log to their own file.
         quiet.quiet_logs(self.options.verbose)
+        if not self.options.verbose:
+            quiet_store_errors()
         try:
             self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -265,3 +265,115 @@ def test_the_default_store_is_in_the_working_folder_whatever_its_name(tmp_path, 
     databases = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes()[:6] == b"SQLite"]
     assert databases == [work / "mlflow.db"]
     assert _finished_runs(work / "mlflow.db") == 3  # the toy's run, the sweep's parent and child
+
+
+def _in_private_mounts(script: str, cwd, env=None, timeout=600):
+    """`script` (sh) in a private mount namespace: its mounts vanish with it."""
+    return subprocess.run(
+        [*PRIVATE_MOUNTS, "sh", "-c", script],
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _statuses(store) -> list[str]:
+    with sqlite3.connect(store) as db:
+        return [row[0] for row in db.execute("select status from runs")]
+
+
+TOY_COMMAND = f"{sys.executable} -m experiments.toy --model centroid"
+SWEEP_COMMAND = f"{sys.executable} -m experiments.sweep --grid grid.yaml --workers 1"
+# Each step prints its exit code and its stderr between markers for the test to read.
+STEP = 'echo "== {name}"; {command} >/dev/null 2>step.err; echo "rc=$?"; cat step.err'
+
+
+def _steps(stdout: str) -> dict[str, tuple[int, str]]:
+    steps = {}
+    for chunk in stdout.split("== ")[1:]:
+        name, _, rest = chunk.partition("\n")
+        code, _, stderr = rest.partition("\n")
+        steps[name] = (int(code.removeprefix("rc=")), stderr)
+    return steps
+
+
+def _assert_one_line(step, code: int, *words: str) -> None:
+    returncode, stderr = step
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert returncode == code, stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error:"), stderr[-3000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_store_is_one_line_and_loses_nothing(tmp_path):
+    if not _private_mounts_work():
+        pytest.skip("needs util-linux's unshare and user namespaces to mount a small tmpfs")
+    store = tmp_path / "disk" / "mlflow.db"
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    steps = [
+        "mount -t tmpfs -o size=4m tmpfs disk",
+        STEP.format(name="toy", command=TOY_COMMAND),
+        "dd if=/dev/zero of=disk/fill bs=4k 2>/dev/null",
+        STEP.format(name="toy on a full disk", command=TOY_COMMAND),
+        STEP.format(name="sweep on a full disk", command=SWEEP_COMMAND),
+        "rm disk/fill",
+        STEP.format(name="toy after", command=TOY_COMMAND),
+        STEP.format(name="sweep after", command=SWEEP_COMMAND),
+        "cp disk/mlflow.db kept.db",
+        # A new store that does not fit: nothing is left, and it is made once space is freed.
+        "umount disk && mount -t tmpfs -o size=96k tmpfs disk",
+        STEP.format(name="new store, no room", command=TOY_COMMAND),
+        "ls -A disk > listing.txt",
+        "mount -o remount,size=4m disk",
+        STEP.format(name="new store, room", command=TOY_COMMAND),
+        "cp disk/mlflow.db new.db",
+    ]
+    result = _in_private_mounts(
+        " && ".join(steps[:1]) + "; " + "; ".join(steps[1:]),
+        tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"},
+    )
+    done = _steps(result.stdout)
+    assert done["toy"][0] == 0, done
+    _assert_one_line(done["toy on a full disk"], 1, "full")
+    _assert_one_line(done["sweep on a full disk"], 1, "full")
+    assert done["toy after"][0] == 0 and done["sweep after"][0] == 0, done
+    assert sorted(_statuses(tmp_path / "kept.db")) == ["FINISHED"] * 4  # 2 toys, parent, child
+    _assert_one_line(done["new store, no room"], 1, "cannot create the tracking store")
+    assert "mlflow.db" not in (tmp_path / "listing.txt").read_text().split()
+    assert done["new store, room"][0] == 0, done
+    assert _statuses(tmp_path / "new.db") == ["FINISHED"]
+
+
+@pytest.mark.slow
+def test_a_read_only_store_or_folder_is_one_line_at_once(tmp_path):
+    if not _private_mounts_work():
+        pytest.skip("needs util-linux's unshare and user namespaces to mount read-only")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    existing = f"--tracking-uri sqlite:///{tmp_path / 'ro' / 'mlflow.db'}"
+    new = f"--tracking-uri sqlite:///{tmp_path / 'ro' / 'new.db'}"
+    steps = [
+        STEP.format(name="toy", command=f"{TOY_COMMAND} {existing}"),
+        "mount --bind ro ro && mount -o remount,bind,ro ro",
+        STEP.format(name="read-only store", command=f"{TOY_COMMAND} {existing}"),
+        STEP.format(name="read-only store, sweep", command=f"{SWEEP_COMMAND} {existing}"),
+        STEP.format(name="new store, read-only folder", command=f"{TOY_COMMAND} {new}"),
+        STEP.format(name="new store, read-only folder, sweep", command=f"{SWEEP_COMMAND} {new}"),
+    ]
+    started = time.monotonic()
+    result = _in_private_mounts("; ".join(steps), tmp_path)
+    done = _steps(result.stdout)
+    assert done["toy"][0] == 0, done
+    for name in ("read-only store", "read-only store, sweep"):
+        _assert_one_line(done[name], 1, "Read-only file system")
+    for name in ("new store, read-only folder", "new store, read-only folder, sweep"):
+        _assert_one_line(done[name], 1, "cannot write in the folder")
+    assert time.monotonic() - started < 4 * 30 + 60  # each under 30 s (MLflow retried 105 s)
+    assert _statuses(tmp_path / "ro" / "mlflow.db") == ["FINISHED"]
+    assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == ["mlflow.db", "mlflow.db.lock"]
