@@ -50,6 +50,7 @@ from experiments.harness.cli import (
     add_verbose_flag,
     skip_final_collection,
     stop_on_sigterm,
+    tolerant_output,
 )
 from experiments.harness.tracking_store import (
     check_tracking_uri,
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     skip_final_collection()
+    tolerant_output()
     stop_on_sigterm()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)

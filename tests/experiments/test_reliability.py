@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -377,3 +378,206 @@ def test_a_read_only_store_or_folder_is_one_line_at_once(tmp_path):
     assert time.monotonic() - started < 4 * 30 + 60  # each under 30 s (MLflow retried 105 s)
     assert _statuses(tmp_path / "ro" / "mlflow.db") == ["FINISHED"]
     assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def _runs(store) -> list[tuple[str, str, str]]:
+    """(status, sweep.role, config_hash) of every run; missing tags are ''."""
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+            rows = db.execute(
+                "select r.status, "
+                "coalesce((select value from tags t where t.run_uuid = r.run_uuid "
+                "and t.key = 'sweep.role'), ''), "
+                "coalesce((select value from tags t where t.run_uuid = r.run_uuid "
+                "and t.key = 'config_hash'), '') from runs r"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+    return rows
+
+
+def _start_sweep(tmp_path, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.sweep", "--grid", "grid.yaml", *args],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _rerun_completes(tmp_path, configs: int) -> None:
+    """A re-run finishes every config, closes every run and logs the parent's report."""
+    result = _command("experiments.sweep", "--grid", "grid.yaml", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    runs = _runs(tmp_path / "mlflow.db")
+    assert "RUNNING" not in [status for status, _, _ in runs], runs
+    finished = {digest for status, role, digest in runs if role == "child" and status == "FINISHED"}
+    assert len(finished) == configs
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("sweep-x").experiment_id],
+        "tags.`sweep.role` = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    assert parent.info.status == "FINISHED"
+    assert "x.csv" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert (tmp_path / "sweep_results" / "x.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["right after the parent run opens", "in the report"])
+def test_sigterm_outside_the_run_loop_leaves_nothing_running(tmp_path, when):
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    store = tmp_path / "mlflow.db"
+    if when == "in the report":
+        # Every config FINISHED, the parent stopped before its report: as a SIGTERM in the
+        # report leaves it (KILLED, or RUNNING and then closed KILLED by the next run).
+        assert _command("experiments.sweep", "--grid", "grid.yaml", cwd=tmp_path).returncode == 0
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        (parent,) = client.search_runs(
+            [client.get_experiment_by_name("sweep-x").experiment_id],
+            "tags.`sweep.role` = 'parent'",
+        )
+        client.set_terminated(parent.info.run_id, "KILLED")
+        _rerun_completes(tmp_path, configs=1)
+        return
+    sweep = _start_sweep(tmp_path, "--workers", "1")
+    _wait_for(lambda: any(role == "parent" for _, role, _ in _runs(store)))
+    sweep.send_signal(signal.SIGTERM)
+    stdout, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted" in stderr
+    assert "RUNNING" not in [status for status, _, _ in _runs(store)]
+    _rerun_completes(tmp_path, configs=1)
+
+
+SLOW_TOY_GRID = (
+    "name: x\nruns:\n  - experiment: toy\n    params: {iterations: 4000}\n"
+    "    grid: {seed: [1, 2, 3, 4]}\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+def test_a_store_deleted_or_replaced_during_a_sweep_is_one_line_and_a_rerun_completes(
+    tmp_path, fault
+):
+    (tmp_path / "grid.yaml").write_text(SLOW_TOY_GRID)
+    store = tmp_path / "mlflow.db"
+    sweep = _start_sweep(tmp_path, "--workers", "1")
+    _wait_for(lambda: any(role == "parent" for _, role, _ in _runs(store)))
+    shutil.copy(store, tmp_path / "copy.db")  # the parent RUNNING, no child yet
+    _wait_for(lambda: any(s == "FINISHED" and r == "child" for s, r, _ in _runs(store)))
+    if fault == "deleted":
+        store.unlink()
+    else:
+        os.replace(tmp_path / "copy.db", store)
+    stdout, stderr = sweep.communicate(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert sweep.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert len(lines) == 1 and "MLflow tracking store" in lines[0], stderr[-3000:]
+    assert "x.csv" in stdout  # the table and the CSV came before the store's writes
+    _rerun_completes(tmp_path, configs=4)
+
+
+@pytest.mark.slow
+def test_a_full_output_folder_runs_each_config_once_and_is_one_line(tmp_path):
+    if not _private_mounts_work():
+        pytest.skip("needs util-linux's unshare and user namespaces to mount a small tmpfs")
+    grid = "name: x\nruns:\n  - experiment: toy\n    grid: {diverge: [false, true]}\n"
+    (tmp_path / "grid.yaml").write_text(grid)
+    (tmp_path / "sweep_results").mkdir()
+    steps = [
+        "mount -t tmpfs -o size=64k tmpfs sweep_results",
+        "dd if=/dev/zero of=sweep_results/fill bs=4k 2>/dev/null",
+        STEP.format(name="full", command=SWEEP_COMMAND),
+    ]
+    result = _in_private_mounts("; ".join(steps), tmp_path)
+    returncode, stderr = _steps(result.stdout)["full"]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert len(lines) == 1 and "cannot write the summary" in lines[0], stderr[-3000:]
+    children = [digest for _, role, digest in _runs(tmp_path / "mlflow.db") if role == "child"]
+    assert len(children) == len(set(children)) == 2  # the diverging one ran once, not twice
+    runs = _runs(tmp_path / "mlflow.db")
+    assert "RUNNING" not in [status for status, _, _ in runs]
+    result = _command("experiments.sweep", "--grid", "grid.yaml", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]  # the diverging config fails again
+    assert (tmp_path / "sweep_results" / "x.csv").exists()
+
+
+def _limited_memory():
+    import resource
+
+    two_gb = 2 * 1024**3
+    resource.setrlimit(resource.RLIMIT_AS, (two_gb, two_gb))
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        refs = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return (
+        "\n".join(lines)
+        + f"\nname: x\nruns:\n  - experiment: toy\n    grid: {{seed: *a{levels - 1}}}\n"
+    )
+
+
+@pytest.mark.parametrize("grid", ["alias bomb", "a billion configs"])
+def test_a_resource_bomb_grid_is_one_bounded_line_in_bounded_time_and_memory(tmp_path, grid):
+    if grid == "alias bomb":
+        text = _alias_bomb()
+        (tmp_path / "grid.yaml").write_text(text)
+        words = "aliases"
+    else:
+        values = ", ".join(str(v) for v in range(1000))
+        text = (
+            "name: x\nruns:\n  - experiment: toy\n    grid:\n"
+            f"      seed: [{values}]\n      iterations: [{values}]\n      hidden: [{values}]\n"
+        )
+        (tmp_path / "grid.yaml").write_text(text)
+        words = "1000000000 configs"
+    assert len(text) < 15_000
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", "--grid", "grid.yaml", "--dry-run"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited_memory,
+    )
+    line = _one_error_line(result, 2)
+    assert words in line and len(line) < 2000, line[:3000]
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_a_latin1_terminal_gets_the_report_and_every_help(tmp_path):
+    from experiments.harness.registry import EXPERIMENTS
+
+    env = {"PYTHONIOENCODING": "latin-1", "LC_ALL": "C"}
+    (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+    result = _command("experiments.sweep", "--grid", "grid.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "1 configs: 1 finished" in result.stdout
+    assert _statuses(tmp_path / "mlflow.db") == ["FINISHED", "FINISHED"]
+    for experiment in [*EXPERIMENTS, "sweep"]:
+        result = _command(f"experiments.{experiment}", "--help", cwd=tmp_path, env=env)
+        assert result.returncode == 0 and "usage:" in result.stdout, (experiment, result.stderr)
