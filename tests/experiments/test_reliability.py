@@ -135,13 +135,13 @@ TOY = ["experiments.toy", "--model", "centroid"]  # a real recorded run, no Tens
 CENTROID_GRID = "name: {name}\n{extra}runs:\n  - experiment: toy\n    params: {{model: centroid}}\n"
 
 
-def _command(*args, cwd, env=None, timeout=300):
+def _command(*args, cwd, env=None, timeout=300, encoding="utf-8"):
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=cwd,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO), **(env or {})},
         capture_output=True,
-        text=True,
+        encoding=encoding,
         timeout=timeout,
     )
 
@@ -574,10 +574,14 @@ def test_a_latin1_terminal_gets_the_report_and_every_help(tmp_path):
 
     env = {"PYTHONIOENCODING": "latin-1", "LC_ALL": "C"}
     (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
-    result = _command("experiments.sweep", "--grid", "grid.yaml", cwd=tmp_path, env=env)
+    result = _command(
+        "experiments.sweep", "--grid", "grid.yaml", cwd=tmp_path, env=env, encoding="latin-1"
+    )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "1 configs: 1 finished" in result.stdout
     assert _statuses(tmp_path / "mlflow.db") == ["FINISHED", "FINISHED"]
     for experiment in [*EXPERIMENTS, "sweep"]:
-        result = _command(f"experiments.{experiment}", "--help", cwd=tmp_path, env=env)
+        result = _command(
+            f"experiments.{experiment}", "--help", cwd=tmp_path, env=env, encoding="latin-1"
+        )
         assert result.returncode == 0 and "usage:" in result.stdout, (experiment, result.stderr)
