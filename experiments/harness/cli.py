@@ -501,8 +501,9 @@ def main(
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with
     code 2; a run whose loss diverged (NaN/inf; recorded in MLflow as FAILED with its
-    reason), or whose plots could not be stored (disk full, no permission), prints one line
-    and exits with 1; Ctrl-C prints `interrupted` and exits with 130.
+    reason), whose plots could not be stored (disk full, no permission), or whose tracking
+    store failed (full, read-only, left mid-migration) prints one line and exits with 1;
+    Ctrl-C or SIGTERM prints `interrupted` and exits with 130.
     `--traceback` re-raises instead, for debugging a ValueError that is a bug, not bad input.
 
     Args:

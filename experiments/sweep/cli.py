@@ -21,9 +21,10 @@ A grid file (YAML; see experiments/sweep/presets/ and experiments/sweep/plan.py)
         grid: {init: [zeros, he], seed: [1, 2, 3]}
 
 Every config is validated before anything runs; bad input is one line on stderr, exit 2.
-Exit codes: 0 done (some configs may have FAILED: see the table), 1 every config failed or
-`--fail-fast` stopped at a failure, 2 bad input, 130 interrupted (Ctrl-C or SIGTERM;
-running configs end KILLED, the next run resumes).
+Exit codes: 0 done (some configs may have FAILED: see the table), 1 every config failed,
+`--fail-fast` stopped at a failure, or the store or the output folder failed (full,
+read-only, deleted: one line; the next run resumes), 2 bad input, 130 interrupted (Ctrl-C or
+SIGTERM; running configs end KILLED, the next run resumes).
 
 Child runs are created by the experiment's own `run(cfg, *, tracking_uri, parent_run_id,
 experiment)`: the sweep passes `experiment="sweep-<name>"` so the whole sweep is one table
