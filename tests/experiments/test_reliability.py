@@ -528,14 +528,14 @@ def _limited_memory():
 
 
 def _alias_bomb(levels: int = 9) -> str:
-    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    """~400 bytes whose `name` expands to 9**9 strings (anchors in the description)."""
+    lines = [
+        "description:",
+        '  - &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+    ]
     for level in range(1, levels):
-        refs = ", ".join([f"*a{level - 1}"] * 9)
-        lines.append(f"a{level}: &a{level} [{refs}]")
-    return (
-        "\n".join(lines)
-        + f"\nname: x\nruns:\n  - experiment: toy\n    grid: {{seed: *a{levels - 1}}}\n"
-    )
+        lines.append(f"  - &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]")
+    return "\n".join(lines) + f"\nname: *a{levels - 1}\nruns:\n  - experiment: toy\n"
 
 
 @pytest.mark.parametrize("grid", ["alias bomb", "a billion configs"])
@@ -545,7 +545,7 @@ def test_a_resource_bomb_grid_is_one_bounded_line_in_bounded_time_and_memory(tmp
         (tmp_path / "grid.yaml").write_text(text)
         words = "aliases"
     else:
-        values = ", ".join(str(v) for v in range(1000))
+        values = ", ".join(str(v) for v in range(1, 1001))
         text = (
             "name: x\nruns:\n  - experiment: toy\n    grid:\n"
             f"      seed: [{values}]\n      iterations: [{values}]\n      hidden: [{values}]\n"
