@@ -14,7 +14,23 @@ Example:
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Sequence
+
+# How an error message shows a value from user input: cut short, never expanded in full
+# (a YAML alias bomb is a few hundred bytes that would print as gigabytes).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 2
+_SHOWN.maxdict = _SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxset = 6
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlong = 40
+
+
+def shown(value) -> str:
+    """`repr(value)`, bounded in length (200 characters) and in the work to make it."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def positive(cfg, *names: str, optional: bool = False) -> None:
@@ -23,6 +39,7 @@ def positive(cfg, *names: str, optional: bool = False) -> None:
         value = getattr(cfg, name)
         if optional and value is None:
             continue
+        _finite(name, value)
         if not value > 0:
             bound = ">= 1" if isinstance(value, int) else "> 0"
             raise ValueError(f"{name} must be {bound}{_or_none(optional)}; got {value}.")
@@ -34,6 +51,7 @@ def at_least(cfg, low: float, *names: str, optional: bool = False) -> None:
         value = getattr(cfg, name)
         if optional and value is None:
             continue
+        _finite(name, value)
         if not value >= low:
             raise ValueError(f"{name} must be >= {low:g}{_or_none(optional)}; got {value}.")
 
@@ -69,6 +87,11 @@ def layer_widths(cfg, name: str = "hidden") -> None:
 def dev_data_needs_data(cfg) -> None:
     if cfg.dev_data and not cfg.data:
         raise ValueError("dev_data needs data: pass --data TRAIN_FILE --dev-data DEV_FILE.")
+
+
+def _finite(name: str, value) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value}.")
 
 
 def _or_none(optional: bool) -> str:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import dataclasses
 import difflib
 import gc
 import inspect
 import io
+import math
 import numbers
 import os
 import re
+import signal
 import sys
 import tokenize
 import types
@@ -30,7 +33,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from experiments.harness import quiet
-from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
+from experiments.harness.checks import shown
+from experiments.harness.tracking_store import (
+    check_tracking_uri,
+    clip,
+    describe_store_error,
+    quiet_store_errors,
+    resolve_tracking_uri,
+    store_error,
+)
 
 __all__ = ["build_parser", "config_from_dict", "main", "parse_args", "print_summary"]
 
@@ -39,6 +50,7 @@ C = TypeVar("C")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+MAX_MESSAGE = 2000  # characters of an error line: user input is quoted in it cut short
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 _NONE = ("none", "null", "")
@@ -100,7 +112,7 @@ def config_from_dict(
             continue
         if key in kwargs:
             raise ValueError(f"parameter {key!r} for {experiment} is given twice.")
-        kwargs[key] = _coerce(key, hints.get(key, Any), value)
+        kwargs[key] = _within_limits(key, _coerce(key, hints.get(key, Any), value))
     if unknown:
         raise ValueError(_unknown_message(unknown, sorted(fields), experiment))
 
@@ -182,7 +194,26 @@ def _plural(tp: Any) -> str:
 
 
 def _bad(name: str, tp: Any, value: Any) -> ValueError:
-    return ValueError(f"{name} must be {_describe(tp)}; got {value!r}.")
+    return ValueError(f"{name} must be {_describe(tp)}; got {shown(value)}.")
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what NumPy's and Keras's seeding take
+MAX_LAYER_WIDTH = 100_000  # units of a hidden layer: a 100 000 x 100 000 kernel is 40 GB
+
+
+def _within_limits(name: str, value: Any) -> Any:
+    """Values every config would fail on at run time, refused when it is planned."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value}.")
+    if name == "seed" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        raise ValueError(f"seed must be in [0, {SEED_RANGE[1]}] (NumPy's seeds); got {value}.")
+    if name == "hidden":
+        widths = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(w, int) and w > MAX_LAYER_WIDTH for w in widths):
+            raise ValueError(
+                f"hidden layers have at most {MAX_LAYER_WIDTH} units; got {shown(value)}."
+            )
+    return value
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -203,7 +234,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             for choice in choices:
                 if str(choice) == value.strip():
                     return choice
-        message = f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}"
+        message = f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {shown(value)}"
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         raise ValueError(message + (f"; did you mean {close[0]!r}?" if close else "."))
 
@@ -470,8 +501,9 @@ def main(
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with
     code 2; a run whose loss diverged (NaN/inf; recorded in MLflow as FAILED with its
-    reason), or whose plots could not be stored (disk full, no permission), prints one line
-    and exits with 1; Ctrl-C prints `interrupted` and exits with 130.
+    reason), whose plots could not be stored (disk full, no permission), or whose tracking
+    store failed (full, read-only, left mid-migration) prints one line and exits with 1;
+    Ctrl-C or SIGTERM prints `interrupted` and exits with 130.
     `--traceback` re-raises instead, for debugging a ValueError that is a bug, not bad input.
 
     Args:
@@ -484,11 +516,15 @@ def main(
             main(Config, run)
     """
     skip_final_collection()
+    tolerant_output()
+    stop_on_sigterm()
     show_traceback = "--traceback" in (sys.argv[1:] if argv is None else argv)
     try:
         cfg, tracking_uri, show_traceback, verbose, recording = _parse(config_cls, argv, None)
         check_tracking_uri(resolve_tracking_uri(tracking_uri))
         quiet.quiet_logs(verbose)
+        if not verbose:
+            quiet_store_errors()
         summary = run_fn(cfg, tracking_uri=tracking_uri, **recording)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -506,16 +542,35 @@ def main(
         if show_traceback:
             raise
         tracking = sys.modules.get("reg_callbacks.tracking")  # loaded if it raised this
+        cause = store_error(exc)
         if tracking is not None and isinstance(exc, tracking.ArtifactStoreError):
             print(f"run FAILED: {_one_line(exc)}", file=sys.stderr)
-        elif type(exc).__name__ == "MlflowException":
-            # The store is unreachable or refused a write, after MLflow's own bounded retries.
-            print(f"error: MLflow tracking store: {_exception_text(exc)}", file=sys.stderr)
+        elif cause is not None:
+            # The store is unreachable, full or refused a write, after bounded retries.
+            print(f"error: MLflow tracking store: {describe_store_error(cause)}", file=sys.stderr)
         else:
             raise
         raise SystemExit(EXIT_FAILED) from None
     if summary is not None:
         print_summary(summary)
+
+
+def tolerant_output() -> None:
+    """Characters the terminal's encoding lacks (λ, box lines on a latin-1 locale) print as
+    escapes instead of ending the command with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced or closed streams
+            stream.reconfigure(errors="backslashreplace")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt): a run in progress ends
+    KILLED instead of being left RUNNING by a process that vanished."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def skip_final_collection() -> None:
@@ -579,7 +634,7 @@ def _format_value(value: Any) -> str:
 
 
 def _fail(message: str) -> typing.NoReturn:
-    print(f"error: {_one_line(message)}", file=sys.stderr)
+    print(f"error: {clip(_one_line(message), MAX_MESSAGE)}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
 
 

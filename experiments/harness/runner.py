@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.harness.tracking_store import check_tracking_uri
+from experiments.harness.tracking_store import check_tracking_uri, prepare_store
 from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
 
 if TYPE_CHECKING:
@@ -269,7 +269,9 @@ def parent_run(
 
     from reg_callbacks import RunRecorder
 
-    check_tracking_uri(tracking_uri or mlflow.get_tracking_uri())
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    check_tracking_uri(uri)
+    prepare_store(uri)  # a new store is made by one process while others wait
     topic, description = topic_of(cfg)
     experiment = experiment or topic
     return RunRecorder(

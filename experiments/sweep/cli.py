@@ -21,9 +21,10 @@ A grid file (YAML; see experiments/sweep/presets/ and experiments/sweep/plan.py)
         grid: {init: [zeros, he], seed: [1, 2, 3]}
 
 Every config is validated before anything runs; bad input is one line on stderr, exit 2.
-Exit codes: 0 done (some configs may have FAILED: see the table), 1 every config failed or
-`--fail-fast` stopped at a failure, 2 bad input, 130 interrupted (Ctrl-C or SIGTERM;
-running configs end KILLED, the next run resumes).
+Exit codes: 0 done (some configs may have FAILED: see the table), 1 every config failed,
+`--fail-fast` stopped at a failure, or the store or the output folder failed (full,
+read-only, deleted: one line; the next run resumes), 2 bad input, 130 interrupted (Ctrl-C or
+SIGTERM; running configs end KILLED, the next run resumes).
 
 Child runs are created by the experiment's own `run(cfg, *, tracking_uri, parent_run_id,
 experiment)`: the sweep passes `experiment="sweep-<name>"` so the whole sweep is one table
@@ -42,14 +43,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from experiments.harness.cli import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     _fail,
     _OneLineParser,
     _unrecognized_message,
     add_verbose_flag,
     skip_final_collection,
+    stop_on_sigterm,
+    tolerant_output,
 )
-from experiments.harness.tracking_store import check_tracking_uri, resolve_tracking_uri
+from experiments.harness.tracking_store import (
+    check_tracking_uri,
+    describe_store_error,
+    resolve_tracking_uri,
+    sqlite_path,
+    store_error,
+)
 from experiments.sweep import store
 from experiments.sweep.plan import (
     DEFAULT_PRESET,
@@ -59,11 +69,13 @@ from experiments.sweep.plan import (
     plan_from_args,
     preset_names,
 )
+from experiments.sweep.report import CSV_COLUMNS, OutputError, workers_log
 from experiments.sweep.run import Sweep, SweepOptions, SweepRefused
 from experiments.sweep.store import SweepState, read_runs_light, reconcile
 from experiments.sweep.worker import topic_experiments
 
 DEFAULT_OUT = "sweep_results"
+SUMMARY_HEADER = ",".join(CSV_COLUMNS).encode()
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -158,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     skip_final_collection()
+    tolerant_output()
+    stop_on_sigterm()
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -169,11 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             preset=args.preset, grid_file=args.grid, overrides=args.overrides, only=args.only
         )
         summary_path = output_file(args.out, plan.summary_file)
-    except ValueError as exc:
-        _fail(str(exc))
-    uri = resolve_tracking_uri(args.tracking_uri)
-    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri)
+        if not args.dry_run:
+            check_outputs(summary_path, workers_log(summary_path, plan.name), uri)
     except ValueError as exc:
         _fail(str(exc))
     if args.backend == "ray" and (uri is None or not uri.startswith(("http://", "https://"))):
@@ -205,6 +218,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        cause = store_error(exc)
+        if cause is None:
+            raise
+        # Full, read-only, deleted or replaced: what the workers ran is in the table and the
+        # CSV; a re-run once the store is back closes what was left RUNNING and goes on.
+        print(f"error: MLflow tracking store: {describe_store_error(cause)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def output_file(out_dir: str, name: str) -> Path:
@@ -216,6 +240,46 @@ def output_file(out_dir: str, name: str) -> Path:
             f"the summary file {name!r} must stay inside the output directory {out_dir}."
         )
     return path
+
+
+def check_outputs(summary_path: Path, log_path: Path, uri: str | None) -> None:
+    """Refuse outputs that would write over what the sweep did not make.
+
+    The summary replaces a file only if it is an earlier summary (its header is the
+    sweep's); neither it, its `.partial` nor the log may be a symbolic link (in a shared
+    folder, a link would send the write elsewhere) or the tracking store.
+    """
+    store_file = sqlite_path(uri)
+    store_files = set()
+    if store_file:
+        store = Path(store_file).resolve()
+        store_files = {store.with_name(store.name + s) for s in ("", "-journal", "-wal", "-shm")}
+    partial = summary_path.with_name(summary_path.name + ".partial")
+    for path in (summary_path, partial, log_path):
+        if path.is_symlink():
+            raise ValueError(
+                f"{path} is a symbolic link; the sweep does not write through links in its "
+                "output folder: remove it or pass another --out."
+            )
+        if path in store_files:
+            raise ValueError(
+                f"{path} is the tracking store; name the summary another .csv file or pass "
+                "another --out."
+            )
+    if summary_path.exists() and not _is_summary(summary_path):
+        raise ValueError(
+            f"{summary_path} exists and is not a summary this sweep wrote; move it, or name "
+            "another summary file or --out."
+        )
+
+
+def _is_summary(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            first = file.read(len(SUMMARY_HEADER))
+    except OSError:
+        return False
+    return first in (b"", SUMMARY_HEADER)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def _redirect_output(log_file: str | None) -> None:
     """TensorFlow's and MLflow's chatter goes to the log file, not over the progress bar."""
     if not log_file:
         return
-    descriptor = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    descriptor = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(descriptor, 1)

@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,11 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from experiments.harness import registry
+from experiments.harness.checks import shown
 from experiments.harness.cli import config_from_dict
+from experiments.harness.tracking_store import clip
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "course"
 TOP_LEVEL_KEYS = ("name", "description", "summary", "runs")
+# Bounds on what a grid file can make the planner do (README, "Limits"): every config is
+# validated and hashed before anything runs, ~1 ms each here, and each becomes an MLflow run.
+MAX_CONFIGS = 10_000
+MAX_GRID_FILE_BYTES = 1_000_000
+MAX_GRID_VALUES = 100_000  # values in the parsed file, each alias counted at every use
 BLOCK_KEYS = ("experiment", "params", "grid")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -102,7 +110,7 @@ def preset_path(name: str) -> Path:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else "."
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(names)}{hint}")
+        raise ValueError(f"unknown preset {shown(name)}; choose from {', '.join(names)}{hint}")
     return PRESETS_DIR / f"{name}.yaml"
 
 
@@ -115,6 +123,11 @@ def read_grid_file(path: str | os.PathLike) -> dict:
         raise ValueError(f"grid file not found: {path}")
     if not path.is_file():
         raise ValueError(f"grid file is not a file: {path}")
+    if path.stat().st_size > MAX_GRID_FILE_BYTES:
+        raise ValueError(
+            f"grid file {path} is {path.stat().st_size} bytes; a grid file is at most "
+            f"{MAX_GRID_FILE_BYTES} bytes (write the alternatives, the sweep crosses them)."
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -131,7 +144,29 @@ def read_grid_file(path: str | os.PathLike) -> dict:
             f"{path}: a grid file is a mapping with 'name' and 'runs'; "
             f"got {type(document).__name__}."
         )
+    if _values_over(document, MAX_GRID_VALUES):
+        raise ValueError(
+            f"{path}: the grid file expands to more than {MAX_GRID_VALUES} values (YAML "
+            "aliases repeating aliases?); write the alternatives out."
+        )
     return document
+
+
+def _values_over(document: Any, limit: int) -> bool:
+    """Whether `document` holds more than `limit` values, counting each alias's every use
+    (what expanding it would make); stops counting at `limit`."""
+    count, stack = 0, [document]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,14 +236,17 @@ def build_plan(
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
             f"{source}: 'name' must be letters, digits, '.', '_' or '-' (it names the MLflow "
-            f"experiment and the summary file); got {name!r}."
+            f"experiment and the summary file); got {shown(name)}."
         )
     description = document.get("description") or ""
     if not isinstance(description, str):
-        raise ValueError(f"{source}: 'description' must be a string; got {description!r}.")
+        raise ValueError(f"{source}: 'description' must be a string; got {shown(description)}.")
     summary_file = document.get("summary", f"{name}.csv")
-    if not isinstance(summary_file, str) or not summary_file.strip():
-        raise ValueError(f"{source}: 'summary' must be a file name; got {summary_file!r}.")
+    if not isinstance(summary_file, str) or not summary_file.strip().endswith(".csv"):
+        raise ValueError(
+            f"{source}: 'summary' must be a file name ending in .csv (the sweep writes only "
+            f"its CSV there, never over the store or its log); got {clip(repr(summary_file))}."
+        )
     blocks = document.get("runs")
     if not isinstance(blocks, list) or not blocks:
         raise ValueError(f"{source}: 'runs' must be a non-empty list of blocks with 'experiment'.")
@@ -232,10 +270,11 @@ def build_plan(
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(
-                f"--set {key}: no selected experiment has a parameter {key!r}; "
+                f"--set {key}: no selected experiment has a parameter {shown(key)}; "
                 f"allowed: {', '.join(allowed)}{hint}"
             )
 
+    _check_plan_size(blocks, selected, overrides, source)
     configs: list[tuple[str, dict, str]] = []
     for i in selected:
         block, experiment = blocks[i], names[i]
@@ -307,7 +346,7 @@ def load_experiment(name: str):
         if exc.name != f"experiments.{name}":
             raise
         raise ValueError(
-            f"experiment {name!r} is registered but experiments/{name}.py does not exist yet."
+            f"experiment {shown(name)} is registered but experiments/{name}.py does not exist yet."
         ) from None
 
 
@@ -336,26 +375,43 @@ def format_value(value: Any) -> str:
 # helpers
 
 
+def _check_plan_size(blocks, selected, overrides: Mapping, source: str) -> None:
+    """Refuse a plan of more than MAX_CONFIGS configs before expanding it."""
+    total = 0
+    for i in selected:
+        where = f"{source}, runs[{i}]"
+        grids = _grids(blocks[i].get("grid") or {}, where)
+        for grid in grids:
+            sizes = {k: len(v) for k, v in grid.items()}
+            sizes.update({k: len(v) for k, v in overrides.items()})
+            total += math.prod(sizes.values())
+    if total > MAX_CONFIGS:
+        raise ValueError(
+            f"{source}: the grid crosses to {total} configs; the sweep plans at most "
+            f"{MAX_CONFIGS} (each is validated, then an MLflow run): split it into sweeps."
+        )
+
+
 def _check_keys(mapping: Mapping, allowed: Sequence[str], source: str, what: str) -> None:
     for key in mapping:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(
-                f"{source}: unknown key {key!r} in {what}; allowed: {', '.join(allowed)}{hint}"
+                f"{source}: unknown key {shown(key)} in {what}; allowed: {', '.join(allowed)}{hint}"
             )
 
 
 def _block_experiment(block: Any, i: int, source: str) -> str:
     if not isinstance(block, dict):
         raise ValueError(
-            f"{source}, runs[{i}]: a block is a mapping with 'experiment'; got {block!r}."
+            f"{source}, runs[{i}]: a block is a mapping with 'experiment'; got {shown(block)}."
         )
     _check_keys(block, BLOCK_KEYS, f"{source}, runs[{i}]", "a block")
     name = block.get("experiment")
     if not isinstance(name, str):
         raise ValueError(
-            f"{source}, runs[{i}]: 'experiment' must name an experiment; got {name!r}."
+            f"{source}, runs[{i}]: 'experiment' must name an experiment; got {shown(name)}."
         )
     if name not in registry.EXPERIMENTS:
         raise ValueError(_unknown_experiment(name, f"{source}, runs[{i}]"))
@@ -366,17 +422,18 @@ def _unknown_experiment(name: str, where: str) -> str:
     close = difflib.get_close_matches(name, registry.EXPERIMENTS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     return (
-        f"{where}: unknown experiment {name!r}; choose from {', '.join(registry.EXPERIMENTS)}{hint}"
+        f"{where}: unknown experiment {shown(name)}; choose from "
+        f"{', '.join(registry.EXPERIMENTS)}{hint}"
     )
 
 
 def _normalized(mapping: Any, where: str) -> dict:
     if not isinstance(mapping, dict):
-        raise ValueError(f"{where} must be a mapping of parameter -> value; got {mapping!r}.")
+        raise ValueError(f"{where} must be a mapping of parameter -> value; got {shown(mapping)}.")
     result = {}
     for key, value in mapping.items():
         if not isinstance(key, str):
-            raise ValueError(f"{where}: parameter names must be strings; got {key!r}.")
+            raise ValueError(f"{where}: parameter names must be strings; got {shown(key)}.")
         result[key.replace("-", "_")] = value
     return result
 
@@ -390,7 +447,7 @@ def _grids(grid: Any, where: str) -> list[dict]:
             if not isinstance(values, list) or not values:
                 raise ValueError(
                     f"{where}: grid values are non-empty lists of alternatives; got {key}: "
-                    f"{values!r} (write {key}: [{values!r}] or move it to 'params')."
+                    f"{shown(values)} (write {key}: [{shown(values)}] or move it to 'params')."
                 )
         result.append(one)
     return result or [{}]

@@ -7,6 +7,7 @@ plots' input.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -33,6 +34,10 @@ CSV_COLUMNS = (
     "config_hash",
     "failure_reason",
 )
+
+
+class OutputError(RuntimeError):
+    """The sweep's output folder cannot take its summary (full, read-only)."""
 
 
 @dataclass
@@ -99,6 +104,11 @@ def progress_bar(description: str, total: int):
     return progress, task
 
 
+def workers_log(summary_path: Path, sweep_name: str) -> Path:
+    """The workers' output (tracebacks), beside the summary."""
+    return summary_path.with_name(f"{sweep_name}-workers.log")
+
+
 def write_csv(path: Path, records: Sequence[dict]) -> None:
     """The summary CSV, replaced whole (never half-written): fixed columns, then each param."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +122,15 @@ def write_csv(path: Path, records: Sequence[dict]) -> None:
             + [_csv_value(record["params"].get(k)) for k in keys]
         )
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(buffer.getvalue(), encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # a link planted there goes, not what it points to
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(descriptor, "w", encoding="utf-8", newline="") as file:
+            file.write(buffer.getvalue())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 
@@ -126,8 +144,16 @@ def print_report(
     wall: float = 0.0,
     workers: int | None = None,
 ) -> None:
-    """Write the CSV, then print the table, each failure's reason and where things are."""
-    write_csv(summary_path, records)
+    """Write the CSV, then print the table, each failure's reason and where things are.
+
+    Raises:
+        OutputError: the CSV could not be written (after the table is printed).
+    """
+    try:
+        write_csv(summary_path, records)
+        unwritten = None
+    except OSError as exc:
+        unwritten = exc
     print(render_table(plan, records), end="")
     failures = [r for r in records if r["status"] in ("FAILED", "KILLED") and r["failure_reason"]]
     for record in failures:
@@ -139,11 +165,18 @@ def print_report(
     line = ", ".join(f"{n} {status}" for status, n in counts.items())
     timing = f" in {wall:.1f} s with {_count(workers, 'worker')}" if workers else ""
     print(f"\n{len(records)} configs: {line}{timing}")
-    print(f"summary: {_relative(summary_path)}")
+    if unwritten is None:
+        print(f"summary: {_relative(summary_path)}")
     if failures and log_file is not None:
         print(f"worker output (tracebacks): {_relative(log_file)}")
     where = f" in {uri}" if uri else ""
     print(f"MLflow: experiment {plan.experiment_name!r}{where}; browse with `mlflow ui`")
+    if unwritten is not None:
+        raise OutputError(
+            f"cannot write the summary {_relative(summary_path)}: "
+            f"{unwritten.strerror or unwritten}; the runs are in the store: free space (or "
+            "fix --out) and run the same command again to write it."
+        )
 
 
 def log_parent(recorder, plan: Plan, records: Sequence[dict], summary_path: Path, wall: float):

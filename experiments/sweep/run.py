@@ -18,6 +18,7 @@ from pathlib import Path
 
 from experiments.harness import quiet
 from experiments.harness.cli import EXIT_FAILED, EXIT_INTERRUPTED
+from experiments.harness.tracking_store import quiet_store_errors
 from experiments.sweep import report, store
 from experiments.sweep.local_pool import LocalPool, start_workers
 from experiments.sweep.plan import Plan, PlannedConfig
@@ -118,17 +119,22 @@ class Interrupts:
 
     def __init__(self):
         self.count = 0
+        self._depth = 0  # blocks nest: the outermost installs and restores the handlers
 
     def level(self) -> int:
         return min(self.count, 2)
 
     def __enter__(self):
-        self._previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        if self._depth == 0:
+            self._previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        self._depth += 1
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
+        self._depth -= 1
+        if self._depth == 0:
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
 
     def _on_signal(self, signum, frame) -> None:
         self.count += 1
@@ -152,6 +158,8 @@ class Sweep:
     def run(self) -> int:
         # MLflow's INFO lines would break the progress bar; workers log to their own file.
         quiet.quiet_logs(self.options.verbose)
+        if not self.options.verbose:
+            quiet_store_errors()
         try:
             self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -173,21 +181,21 @@ class Sweep:
         return start_workers(workers, threads_per_worker(workers), str(self._log_file()))
 
     def _log_file(self) -> Path:
-        return self.summary_path.with_name(f"{self.plan.name}-workers.log")
+        return report.workers_log(self.summary_path, self.plan.name)
 
     def _resume_and_run(self) -> int:
         self.client, self.experiment_id = store.open_store(self.uri, self.plan.experiment_name)
         names = [self.plan.experiment_name, *topic_experiments(self.plan)]
-        finished = store.resume(self.client, self.plan, names, takeover=self.options.takeover)
+        state = store.resume(self.client, self.plan, names, takeover=self.options.takeover)
         todo = []
         for config in self.plan.configs:
-            if config.config_hash in finished and not self.options.force:
+            if config.config_hash in state.finished and not self.options.force:
                 self.rows[config.index] = report.row_from_store(
-                    config, finished[config.config_hash]
+                    config, state.finished[config.config_hash]
                 )
             else:
                 todo.append(config)
-        if todo:
+        if todo or not state.reported:  # a stop before its report: a parent makes it now
             return self._run_configs(todo)
         report.print_report(
             self.plan, self._records(), summary_path=self.summary_path, uri=self.uri
@@ -202,8 +210,10 @@ class Sweep:
     def _run_configs(self, todo: list[PlannedConfig]) -> int:
         options = self.options
         try:
-            workers, threads = pool_size(
-                options.backend, options.ray_address, options.workers, len(todo)
+            workers, threads = (
+                pool_size(options.backend, options.ray_address, options.workers, len(todo))
+                if todo
+                else (0, 0)
             )
         except ConnectionError as exc:
             raise SweepRefused(str(exc)) from None
@@ -211,13 +221,17 @@ class Sweep:
         recorder = parent_recorder(self.plan, options, self.uri, len(todo), workers, threads)
         started = time.perf_counter()
         try:
-            with recorder:
+            # From before the parent run exists to its end, a stop signal is counted, not
+            # raised mid-call: the parent then ends KILLED, never left RUNNING.
+            with self.interrupts, recorder:
                 self.parent_run_id = recorder.run_id
-                for config in self._execute(todo, workers, threads, str(log_file)):
-                    self.rows[config.index] = Row(config, "not run")
-                store.close_running_children(self.client, self._experiment_ids(), recorder.run_id)
+                if todo:
+                    for config in self._execute(todo, workers, threads, str(log_file)):
+                        self.rows[config.index] = Row(config, "not run")
                 wall = time.perf_counter() - started
                 records = self._records()
+                # The table and the CSV first: they hold what the workers reported even if
+                # the store fails from here on.
                 report.print_report(
                     self.plan,
                     records,
@@ -227,6 +241,7 @@ class Sweep:
                     wall=wall,
                     workers=workers,
                 )
+                store.close_running_children(self.client, self._experiment_ids(), recorder.run_id)
                 report.log_parent(recorder, self.plan, records, self.summary_path, wall)
                 self._raise_outcome()
         except KeyboardInterrupt:
@@ -237,7 +252,7 @@ class Sweep:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-        except (SweepFailed, RuntimeError) as exc:
+        except (SweepFailed, RuntimeError) as exc:  # incl. OutputError, workers dying
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         return 0

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.harness.tracking_store import sqlite_path
+from experiments.harness.tracking_store import prepare_store, sqlite_path
 from experiments.sweep.plan import Plan, PlannedConfig
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -225,6 +225,7 @@ class SweepState:
     stale_parents: list[StoredRun] = field(default_factory=list)
     orphans: list[StoredRun] = field(default_factory=list)
     last_status: dict[str, str] = field(default_factory=dict)
+    reported: bool = True  # the newest parent ended FINISHED, its report logged (or none)
 
 
 def reconcile(
@@ -238,6 +239,9 @@ def reconcile(
         for run in runs
         if run.tags.get("sweep.role") == "parent" and run.tags.get("sweep") == plan.name
     }
+    if parents:
+        newest = max(parents.values(), key=lambda run: run.start_time)
+        state.reported = newest.status == "FINISHED"
     running_parents = set()
     for parent in parents.values():
         if parent.status != "RUNNING":
@@ -267,15 +271,17 @@ def reconcile(
 
 
 def open_store(uri: str | None, experiment_name: str):
-    """(client, experiment id), the experiment created if new; SweepRefused if it fails."""
+    """(client, experiment id), the experiment created if new.
+
+    Raises:
+        StoreFault: an SQLite store cannot be created or written (`prepare_store`);
+            MLflow's own errors (a server down, a full disk) propagate as they are.
+    """
     from reg_callbacks.tracking import get_or_create_experiment
 
-    try:
-        client = client_for(uri)
-        return client, get_or_create_experiment(client, experiment_name)
-    except Exception as exc:  # MLflow wraps OS, SQL and HTTP errors in many types
-        where = uri or "the default MLflow store"
-        raise SweepRefused(f"cannot open the MLflow store {where}: {exc}") from None
+    prepare_store(uri)
+    client = client_for(uri)
+    return client, get_or_create_experiment(client, experiment_name)
 
 
 def client_for(uri: str | None):
@@ -359,8 +365,9 @@ class SweepRefused(ValueError):
 
 def resume(
     client, plan: Plan, experiment_names: Sequence[str], *, takeover: bool = False
-) -> dict[str, StoredRun]:
-    """Close what dead sweep processes left RUNNING; returns config hash -> FINISHED run.
+) -> SweepState:
+    """Close what dead sweep processes left RUNNING; returns the state before that
+    (`finished`: config hash -> FINISHED run).
 
     Raises:
         SweepRefused: the same sweep is running (alive here, or on another host without
@@ -383,4 +390,4 @@ def resume(
         terminate(client, parent.run_id, "KILLED", reason)
     for child in state.orphans:
         terminate(client, child.run_id, "KILLED", "its sweep process ended while it ran")
-    return state.finished
+    return state

@@ -7,6 +7,7 @@ into a `Result`: FINISHED, FAILED with the exception as its reason, or KILLED (C
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import time
@@ -89,14 +90,22 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
         status, reason, error = "KILLED", "interrupted (Ctrl-C)", exc
     except Exception as exc:
         status, reason, error = "FAILED", f"{type(exc).__name__}: {exc}", exc
-        traceback.print_exc()
+        _log_traceback()
     seconds = time.perf_counter() - started
     summary = table_values(summary)
     try:
         summary["run_id"] = _record(config, settings, summary.get("run_id"), error)
     except Exception:  # the store is down: the result still reaches the table and the CSV
-        traceback.print_exc()
+        _log_traceback()
     return Result(config, status, round(seconds, 3), " ".join(reason.split()), summary)
+
+
+def _log_traceback() -> None:
+    """The traceback to the workers' log; a full or broken log loses it, not the result
+    (a worker dying here would run its config a second time)."""
+    with contextlib.suppress(OSError):
+        traceback.print_exc()
+        sys.stderr.flush()
 
 
 def table_values(summary: Mapping) -> dict:

@@ -25,6 +25,7 @@ GRIDS = {
     "bad_value.yaml": HEADER + "regularization\n    grid: {keep_prob: [0.5, 1.5]}\n",
     "wrong_type.yaml": HEADER + "initialization\n    params: {iterations: many}\n",
     "empty.yaml": "",
+    "toy.yaml": HEADER + "toy\n",
 }
 
 
@@ -94,6 +95,13 @@ CASES = [
     (["experiments.sweep", "--set", "lambd=-1", "--experiment", "regularization"], ["lambd"]),
     (["experiments.sweep", "--workers", "0"], ["--workers", ">= 1"]),
     (["experiments.sweep", "--preset", "nosuch"], ["unknown preset", "course"]),
+    # Values every config fails on at run time are refused when planned (--dry-run too).
+    (["experiments.toy", "--seed", "-1"], ["seed", "[0, 4294967295]"]),
+    (["experiments.toy", "--seed", "4294967296"], ["seed", "4294967296"]),
+    (["experiments.toy", "--lr", "inf"], ["lr", "finite"]),
+    (["experiments.toy", "--hidden", "100000000000"], ["hidden", "100000"]),
+    (["experiments.sweep", "--grid", "toy.yaml", "--set", "lr=inf", "--dry-run"], ["finite"]),
+    (["experiments.sweep", "--grid", "toy.yaml", "--set", "seed=-1", "--dry-run"], ["seed"]),
     (
         [
             "experiments.initialization",
