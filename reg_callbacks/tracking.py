@@ -225,8 +225,12 @@ def get_or_create_experiment(
     try:
         return with_retries(client.create_experiment, name, tags=tags)
     except MlflowException:
-        # Another process created it between our lookup and our create.
-        return with_retries(client.get_experiment_by_name, name).experiment_id
+        # Another process may have created it between our lookup and our create; if not,
+        # the create's own error (a full disk, a read-only store) is the one to report.
+        experiment = with_retries(client.get_experiment_by_name, name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 class ArtifactStoreError(RuntimeError):
