@@ -134,7 +134,9 @@ def standard_errors(
     rounds = predictions.shape[0]
     # Each resample as counts of every round (multinomial): the terms then come from
     # weighted class frequencies or moments, one matrix product per resample set.
-    weights = np.random.default_rng(seed).multinomial(rounds, np.full(rounds, 1 / rounds), resamples)
+    weights = np.random.default_rng(seed).multinomial(
+        rounds, np.full(rounds, 1 / rounds), resamples
+    )
     weights = weights / rounds
     if loss == "0-1":
         classes = int(max(predictions.max(), y.max(), -1 if bayes is None else bayes.max())) + 1
@@ -386,11 +388,15 @@ def _result(predictions, y, bayes, loss, resample, seed) -> Decomposition:
             "includes the noise"
         )
     if loss == "0-1":
-        notes.append("variance is Domingos's net variance (negative where the main prediction "
-                     "is wrong); unsigned_variance is the mean disagreement")
+        notes.append(
+            "variance is Domingos's net variance (negative where the main prediction "
+            "is wrong); unsigned_variance is the mean disagreement"
+        )
     elif bayes is not None:
-        notes.append("noise_term = noise + the test set's cross term 2·mean((main − bayes)·"
-                     "(bayes − y)), zero in expectation")
+        notes.append(
+            "noise_term = noise + the test set's cross term 2·mean((main − bayes)·"
+            "(bayes − y)), zero in expectation"
+        )
     return Decomposition(
         loss=loss,
         expected_loss=terms["expected_loss"],
@@ -526,7 +532,11 @@ def _check_arguments(rounds, iterations, fit_options, resample, tolerance, min_r
         isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool) and tolerance > 0
     ):
         raise ValueError(f"tolerance must be None or a number > 0; got {tolerance!r}.")
-    if isinstance(min_rounds, bool) or not isinstance(min_rounds, (int, np.integer)) or min_rounds < 2:
+    if (
+        isinstance(min_rounds, bool)
+        or not isinstance(min_rounds, (int, np.integer))
+        or min_rounds < 2
+    ):
         raise ValueError(f"min_rounds must be an integer >= 2; got {min_rounds!r}.")
 
 

@@ -76,7 +76,9 @@ def domingos_by_loops(predictions, y, bayes):
         bias = float(main != bayes[j])
         variance = 1 - p[main]
         if noise:
-            c1 = p[bayes[j]] - (1 - p[bayes[j]]) * (p[y[j]] / (1 - p[bayes[j]]) if p[bayes[j]] < 1 else 0)
+            c1 = p[bayes[j]] - (1 - p[bayes[j]]) * (
+                p[y[j]] / (1 - p[bayes[j]]) if p[bayes[j]] < 1 else 0
+            )
         else:
             c1 = 0.0
         if not bias:
