@@ -80,6 +80,13 @@ BENCHMARKS = {
         "Every experiment from the command line",
         "Each `python -m experiments.<name>` on its defaults, one after another.",
     ),
+    "decomposition": (
+        "bench_decomposition.py",
+        "Bias-variance decomposition against mlxtend",
+        "`reg_callbacks.bias_variance_decomposition` and mlxtend's `bias_variance_decomp` on the "
+        "same Keras nets, data and bootstrap rounds, side by side (mlxtend from the "
+        "`[benchmarks]` extra).",
+    ),
 }
 SECTIONS = ("sweep", "topics", *BENCHMARKS)
 # Summary keys that say nothing about the topic (at any depth), and what the sweep table shows.
