@@ -45,8 +45,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_training import finish, rich_table  # noqa: E402
-
 # The bias/variance topic's underfit and overfit presets (width, depth, training examples).
 CASES = {
     "underfit 1x1 m=1000": (1, 1, 1000),
@@ -143,6 +141,8 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
+
+    from bench_training import finish, rich_table  # imports TensorFlow: after the check
 
     from experiments.harness.datasets import boundary_labels, flipped_boundary
 
