@@ -208,13 +208,7 @@ def _checked_matrix(predictions, y, bayes, loss):
             f"y must have one label per column of predictions; got {len(y)} labels for "
             f"{predictions.shape[1]} points."
         )
-    if bayes is not None:
-        bayes = _labels(bayes, "bayes_pred", loss)
-        if len(bayes) != len(y):
-            raise ValueError(
-                f"bayes_pred must have one value per test point; got {len(bayes)} for "
-                f"{len(y)} points."
-            )
+    bayes = _bayes_labels(bayes, len(y), loss)
     if loss == "0-1":
         predictions = _labels(predictions.reshape(-1), "predictions", loss).reshape(
             predictions.shape
@@ -222,6 +216,17 @@ def _checked_matrix(predictions, y, bayes, loss):
     else:
         predictions = predictions.astype(np.float64)
     return predictions, y, bayes
+
+
+def _bayes_labels(bayes, points: int, loss: str) -> np.ndarray | None:
+    if bayes is None:
+        return None
+    bayes = _labels(bayes, "bayes_pred", loss)
+    if len(bayes) != points:
+        raise ValueError(
+            f"bayes_pred must have one value per test point; got {len(bayes)} for {points} points."
+        )
+    return bayes
 
 
 def _labels(values, name: str, loss: str) -> np.ndarray:
@@ -338,13 +343,7 @@ def bias_variance_decomposition(
     x_train, y_train = _pair(train, "train")
     x_test, y_test = _pair(test, "test")
     y_test = _labels(y_test, "test labels", loss)
-    if bayes_pred is not None:
-        bayes_pred = _labels(bayes_pred, "bayes_pred", loss)
-        if len(bayes_pred) != len(y_test):
-            raise ValueError(
-                f"bayes_pred must have one value per test point; got {len(bayes_pred)} for "
-                f"{len(y_test)} test points."
-            )
+    bayes_pred = _bayes_labels(bayes_pred, len(y_test), loss)
     if loss == "0-1":
         _labels(y_train, "train labels", loss)
     n_train = len(_flatten(x_train)[0])
