@@ -28,7 +28,8 @@ loop's compilation for the architecture (what a second call in a process, or a s
 next config, skips; its time is the `first call` column). Then ours runs once more with
 `tolerance=0.01` (at most 40 rounds): the rounds it took and the standard errors reached.
 
-Run: `python benchmarks/bench_decomposition.py [--rounds 10] [--iterations 300] [--pairs 2]`
+Run: `python benchmarks/bench_decomposition.py [--rounds 10] [--iterations 200] [--pairs 2]
+[--cases "underfit 1x1 m=1000,overfit 64x3 m=60"]`
 (needs `pip install -e ".[benchmarks]"` for mlxtend).
 """
 
@@ -121,9 +122,11 @@ def run_mlxtend(build_model, data, rounds: int, iterations: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="rounds of both tools (10)")
-    parser.add_argument("--iterations", type=int, default=300, help="Adam steps a round (300)")
+    parser.add_argument("--iterations", type=int, default=200, help="Adam steps a round (200)")
     parser.add_argument("--pairs", type=int, default=2, help="timed pairs, alternating (2)")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument(
+        "--cases", default="overfit 64x3 m=60", help=f"comma-separated, of: {', '.join(CASES)}"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     cases = [name.strip() for name in args.cases.split(",") if name.strip()]
