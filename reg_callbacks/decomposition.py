@@ -336,8 +336,8 @@ def bias_variance_decomposition(
         ...     return model
         >>> result = bias_variance_decomposition(
         ...     build_model, (x, y), (x_test, y_test), rounds=20, iterations=500)
-        >>> result.expected_loss - (result.noise_term + result.bias + result.variance)
-        0.0
+        >>> abs(result.expected_loss - (result.noise_term + result.bias + result.variance)) < 1e-12
+        True
     """
     _check_arguments(rounds, iterations, fit_options, resample, tolerance, min_rounds, loss)
     x_train, y_train = _pair(train, "train")
