@@ -80,8 +80,18 @@ BENCHMARKS = {
         "Every experiment from the command line",
         "Each `python -m experiments.<name>` on its defaults, one after another.",
     ),
+    "decomposition": (
+        "bench_decomposition.py",
+        "Bias-variance decomposition against mlxtend",
+        "`reg_callbacks.bias_variance_decomposition` and mlxtend's `bias_variance_decomp` on the "
+        "same Keras nets, data and bootstrap rounds, side by side (mlxtend from the "
+        "`[benchmarks]` extra).",
+    ),
 }
-SECTIONS = ("sweep", "topics", *BENCHMARKS)
+# Topics outside the course sweep (minutes each), run on their defaults when named in
+# `--benchmarks`: the numbers of their `summary.json`, a column for each nested child.
+OWN_RUNS = ("tradeoff",)
+SECTIONS = ("sweep", "topics", *OWN_RUNS, *BENCHMARKS)
 # Summary keys that say nothing about the topic (at any depth), and what the sweep table shows.
 NOT_MEASURED = {"run_id", "seconds"}
 IN_SWEEP_TABLE = {"train_error", "dev_error", "label"}
@@ -167,6 +177,45 @@ def topics_section(records: list[dict], tracking_uri: str) -> str:
             [key, *(_cell(summary.get(key)) for _, summary in runs)] for key in keys
         ])]  # fmt: skip
     return "\n".join(parts)
+
+
+def own_run_section(name: str, folder: Path) -> str:
+    """`python -m experiments.<name>` on a fresh store: its summary, a column per child."""
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri = f"sqlite:///{folder / f'{name}.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": _pythonpath()}
+    load_before = os.getloadavg()[0]
+    command = [sys.executable, "-m", f"experiments.{name}", "--no-log-model"]
+    subprocess.run(command, cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
+    load = _load(load_before)
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    path = client.download_artifacts(parent.info.run_id, "summary.json", str(folder))
+    summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    children = {key: _flat(value) for key, value in summary.items() if isinstance(value, dict)}
+    overall = [
+        f"{key}: {_cell(value)}"
+        for key, value in summary.items()
+        if key not in children and key not in NOT_MEASURED
+    ]
+    keys = [
+        key
+        for key in dict.fromkeys(key for child in children.values() for key in child)
+        if key.rsplit("/", 1)[-1] not in NOT_MEASURED
+    ]
+    rows = [[key, *(_cell(child.get(key)) for child in children.values())] for key in keys]
+    return "\n".join(
+        [
+            f"## {name}",
+            "",
+            f"`python -m experiments.{name} --no-log-model` on its defaults, a fresh store "
+            f"({_measured(load)}). " + "; ".join(overall) + ".",
+            "",
+            _markdown(["", *children], rows),
+        ]
+    )
 
 
 def benchmark_section(name: str, folder: Path) -> str:
@@ -290,13 +339,13 @@ def main(argv: list[str] | None = None) -> None:
         "--benchmarks",
         default="",
         metavar="NAMES",
-        help=f"comma-separated benchmarks to run as well: {', '.join(BENCHMARKS)}",
+        help=f"comma-separated benchmarks to run as well: {', '.join([*OWN_RUNS, *BENCHMARKS])}",
     )
     args = parser.parse_args(argv)
     wanted = [name.strip() for name in args.benchmarks.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in BENCHMARKS]
+    unknown = [name for name in wanted if name not in (*OWN_RUNS, *BENCHMARKS)]
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {[*OWN_RUNS, *BENCHMARKS]}")
     with tempfile.TemporaryDirectory() as folder:
         records, tracking_uri, timing = run_sweep(Path(folder))
         sections = {
@@ -304,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
             "topics": topics_section(records, tracking_uri),
         }
         for name in wanted:
-            sections[name] = benchmark_section(name, Path(folder))
+            make = own_run_section if name in OWN_RUNS else benchmark_section
+            sections[name] = make(name, Path(folder))
     write_page(sections)
     write_readme(records)
     print(f"wrote {PAGE.relative_to(REPO)} ({', '.join(sections)}) and the README's sweep table")

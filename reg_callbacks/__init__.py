@@ -20,6 +20,8 @@ _LAZY = {
     "GradientCheckReport": "reg_callbacks.gradient_checking",
     "RunRecorder": "reg_callbacks.tracking",
     "train": "reg_callbacks.training",
+    "bias_variance_decomposition": "reg_callbacks.decomposition",
+    "Decomposition": "reg_callbacks.decomposition",
     "TrainingDiverged": "reg_callbacks.training",
 }
 

@@ -466,3 +466,76 @@ def cost_contours(
         ax.set_aspect("equal", adjustable="box")
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return figure
+
+
+def tradeoff(
+    capacities: Sequence[float],
+    *,
+    train_error: Sequence[float],
+    dev_error: Sequence[float],
+    expected_loss: Sequence[float],
+    bias: Sequence[float],
+    variance: Sequence[float],
+    noise_term: Sequence[float],
+    bias_se: Sequence[float] | None = None,
+    variance_se: Sequence[float] | None = None,
+    bayes_error: float | None = None,
+    best: float | None = None,
+    interpolation: float | None = None,
+    xlabel: str = "capacity",
+    title: str = "Bias-variance trade-off",
+) -> Figure:
+    """Errors and their decomposition against capacity (log x), the trade-off point marked.
+
+    Left: the trained net's train and dev error and the rounds' expected dev-set loss, with
+    the Bayes error dashed. Right: the loss's parts, bias, net variance (with ±1 standard
+    error bands where given) and the noise term, which add up to the expected loss.
+
+    Args:
+        capacities: Ascending, e.g. hidden units.
+        best: The capacity with the smallest expected loss, marked on both panels.
+        interpolation: The smallest capacity with zero train error, marked too.
+    """
+    figure, (errors_ax, parts_ax) = side_by_side(2, width=5.5, height=4.2)
+    capacities = np.asarray(capacities, dtype=float)
+    errors_ax.plot(capacities, train_error, "o-", color="C0", label="train error")
+    errors_ax.plot(capacities, dev_error, "s-", color="C1", label="dev error")
+    errors_ax.plot(capacities, expected_loss, "^-", color="k", label="expected dev loss (rounds)")
+    parts = (
+        ("bias", bias, bias_se, "C3"),
+        ("net variance", variance, variance_se, "C2"),
+        ("noise term", noise_term, None, "C7"),
+    )
+    for label, values, errors, color in parts:
+        values = np.asarray(values, dtype=float)
+        parts_ax.plot(capacities, values, "o-", color=color, label=label)
+        if errors is not None:
+            errors = np.asarray(errors, dtype=float)
+            parts_ax.fill_between(
+                capacities, values - errors, values + errors, color=color, alpha=0.2
+            )
+    parts_ax.plot(capacities, expected_loss, "^-", color="k", label="sum = expected dev loss")
+    parts_ax.axhline(0, color="k", lw=0.5)
+    for ax in (errors_ax, parts_ax):
+        if bayes_error is not None:
+            ax.axhline(
+                bayes_error, color="gray", linestyle="--", label=f"Bayes error {bayes_error:g}"
+            )
+        if best is not None:
+            ax.axvline(best, color="k", linestyle=":", lw=1.2, label=f"trade-off point ({best:g})")
+        if interpolation is not None:
+            ax.axvline(
+                interpolation,
+                color="C4",
+                linestyle="-.",
+                lw=1,
+                label=f"train error 0 ({interpolation:g})",
+            )
+        ax.set_xscale("log")
+        ax.set(xlabel=xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    errors_ax.set_ylim(bottom=0)
+    errors_ax.set(title=title, ylabel="error")
+    parts_ax.set(title="Decomposition of the dev loss (0-1)", ylabel="share of the error")
+    return figure

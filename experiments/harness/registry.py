@@ -20,6 +20,7 @@ EXPERIMENTS = (
     "gradient_check",
     "bias_variance",
     "recipe",
+    "tradeoff",
     "toy",
 )
 

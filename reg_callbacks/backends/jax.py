@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import threading
 
@@ -76,9 +77,10 @@ def gradient_norms(model, x, y, groups, training=False) -> np.ndarray:
 def forward(model, *inputs) -> tuple:
     def run(model_ref, trainable, non_trainable, inputs):
         model = model_ref()
-        return tuple(
-            model.stateless_call(trainable, non_trainable, x, training=False)[0] for x in inputs
-        )
+        # `stateless_call` hands its keywords to `call` as they are; a subclassed model's
+        # `call(self, x)` often takes no `training` (Keras's own JAX trainer asks first, too).
+        mode = {"training": False} if _takes_training(model) else {}
+        return tuple(model.stateless_call(trainable, non_trainable, x, **mode)[0] for x in inputs)
 
     compiled = cached_for_model(
         model, ("forward",), lambda ref: jax.jit(functools.partial(run, ref))
@@ -310,6 +312,11 @@ def _build_compiled_state(model, x, y) -> bool:
     model.compute_metrics(x, y, y_pred, sample_weight=None)
     model.reset_metrics()
     return True
+
+
+def _takes_training(model) -> bool:
+    parameters = inspect.signature(model.call).parameters.values()
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _values(variables) -> list:

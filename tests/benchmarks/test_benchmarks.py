@@ -135,3 +135,42 @@ def test_recording_benchmark_times_the_recording_calls_inside_real_runs(tmp_path
     shares = report["call_share_of_run"].values()
     assert all(0 < share < 1 for share in shares), report["call_share_of_run"]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+DECOMPOSITION_SCRIPT = SCRIPT.parent / "bench_decomposition.py"
+
+
+def test_decomposition_benchmark_says_when_mlxtend_is_missing(tmp_path):
+    # mlxtend made unimportable, as in an install without the [benchmarks] extra.
+    code = (
+        "import runpy, sys; sys.modules['mlxtend'] = None; "
+        f"sys.argv = [{str(DECOMPOSITION_SCRIPT)!r}]; "
+        f"runpy.run_path({str(DECOMPOSITION_SCRIPT)!r}, run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: mlxtend is not installed: this benchmark compares against it; "
+        'pip install -e ".[benchmarks]"'
+    ]
+
+
+@pytest.mark.slow
+def test_decomposition_benchmark_smoke_run_reports_both_tools(tmp_path):
+    pytest.importorskip("mlxtend", reason="the [benchmarks] extra is not installed")
+    report_path = tmp_path / "decomposition.json"
+    command = [sys.executable, str(DECOMPOSITION_SCRIPT), "--rounds", "2", "--iterations", "5"]
+    command += ["--pairs", "1", "--cases", "overfit 64x3 m=60", "--json", str(report_path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(report_path.read_text())["results"]
+    ours, theirs = result["ours"], result["mlxtend"]
+    assert ours["rounds"] == 2 and math.isfinite(result["speedup"]) and result["speedup"] > 0
+    assert ours["expected_loss"] == pytest.approx(
+        ours["noise_term"] + ours["bias"] + ours["variance"]
+    )
+    # mlxtend's terms are fractions of the 1000 test points (a shape slip makes them > 1).
+    assert all(0 <= theirs[key] <= 1 for key in ("expected_loss", "bias", "variance"))
+    assert 2 <= result["tolerance_run"]["rounds"] <= 40

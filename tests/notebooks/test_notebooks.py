@@ -21,6 +21,15 @@ CI_SETTINGS = {
     "initialization": {"ITERATIONS": 3000, "SEED": 1, "LOG_MODEL": True},
     "regularization": {"ITERATIONS": 3000, "SEED": 1, "LOG_MODEL": False},  # tried both ways
     "gradient_checking": {"SEED": 1},
+    "tradeoff": {
+        "WIDTHS": (1, 16),
+        "ROUNDS": 4,
+        "TOLERANCE": None,
+        "ITERATIONS": 800,
+        "N_DEV": 300,
+        "SEED": 0,
+        "LOG_MODEL": False,
+    },
 }
 MAX_BYTES = 20_000  # a committed notebook is its source: figures and tables are outputs
 
