@@ -161,6 +161,10 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             bias_threshold=bias_threshold,
             variance_threshold=variance_threshold,
         )
+        if train_rows is not None and (
+            isinstance(train_rows, bool) or not isinstance(train_rows, int) or train_rows < 1
+        ):
+            raise ValueError(f"train_rows must be None or a positive integer; got {train_rows!r}.")
         self.train = probes.ProbeData(
             "train_data", train_data, batch_size=batch_size, max_rows=train_rows
         )

@@ -40,7 +40,7 @@ def layer_gradient_norms(
     y=None,
     *,
     training: bool = False,
-    batch_size: int = probes.DEFAULT_BATCH_SIZE,
+    batch_size: int = probes.GRADIENT_BATCH_SIZE,
 ) -> dict:
     """The L2 norm of the loss gradient with respect to each layer's trainable weights.
 
@@ -82,9 +82,11 @@ def _measure(model, probe: probes.ProbeData, training: bool = False) -> dict[str
     return _named(model, probes.gradient_norms(model, probe, _groups(model), training))
 
 
-def stacked_gradient_norms(model: keras.Model, x, y) -> list:
-    """Graph code for `train`'s interval call: the layer norms as one tensor, input side first."""
-    return backends.current().graph_gradient_norms(model, x, y, _groups(model))
+def batched_gradient_norms(model: keras.Model, *batches) -> list:
+    """Graph code for `train`'s interval call: the layer norms over the probe's batches
+    (`x0, y0, x1, y1, ...`) as one tensor, input side first."""
+    pairs = list(zip(batches[::2], batches[1::2], strict=True))
+    return backends.current().graph_batched_gradient_norms(model, pairs, _groups(model))
 
 
 def _groups(model) -> list[list[int]]:
@@ -178,11 +180,12 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         'healthy'
     """
 
-    def __init__(self, probe_data, *, every: int = 1, batch_size: int = probes.DEFAULT_BATCH_SIZE):
+    def __init__(self, probe_data, *, every: int = 1, batch_size: int = probes.GRADIENT_BATCH_SIZE):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}.")
         self.probe = probes.ProbeData("probe_data", probe_data, batch_size=batch_size)
+        self._in_loop = probes.in_loop_batches(self.probe)
         self.every = every
 
     def on_train_begin(self, logs=None):
@@ -202,11 +205,9 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
 
     def interval_probe(self, epoch):
         """For `train`: this epoch's measurement, to run in its one call an interval."""
-        if (epoch + 1) % self.every or self.probe.tensors is None:
+        if (epoch + 1) % self.every or self._in_loop is None:
             return None
-        if self.probe.n_rows > self.probe.batch_size:
-            return None  # measured a batch at a time in `on_epoch_end`
-        return stacked_gradient_norms, self.probe.tensors
+        return batched_gradient_norms, self._in_loop
 
     def measure(self, epoch: int) -> dict[str, float]:
         """Measure now and record the result under `epoch` (-1: before training)."""

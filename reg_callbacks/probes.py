@@ -12,9 +12,9 @@ measurement goes through here:
 - `predict(model, probe)` and `gradient_norms(model, probe, groups)` evaluate those batches
   with the backend's compiled functions (`reg_callbacks.backends`), traced once per model
   and input shape and reused at every epoch.
-- `in_loop_chunks(probe)`: for `train`, a small probe is split into at most
-  `MAX_IN_LOOP_CHUNKS` batches that its interval call evaluates right after its last step
-  (one model call per batch there too).
+- `in_loop_chunks(*probes)` and `in_loop_batches(probe)`: for `train`, a small probe is
+  split into at most `MAX_IN_LOOP_CHUNKS` batches that its interval call evaluates right
+  after its last step (one model call per batch there too).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ import numpy as np
 from reg_callbacks import backends
 from reg_callbacks.examples import Examples, as_tensor, rows
 
-DEFAULT_BATCH_SIZE = 256  # rows a probe call evaluates at once: bounds the probe's memory
+DEFAULT_BATCH_SIZE = 256  # rows a forward pass evaluates at once: bounds the probe's memory
+# Rows of one gradient computation: it keeps every activation for the backward pass, ~4x a
+# forward pass's memory (256 rows of keras.io's transformer example took 1.4x fit's peak).
+GRADIENT_BATCH_SIZE = 64
 # A probe of at most this many batches is evaluated inside `train`'s interval call, where a
 # separate call per batch would cost more than the batch itself on the course's small nets.
 MAX_IN_LOOP_CHUNKS = 4
@@ -180,6 +183,14 @@ def in_loop_chunks(probe: ProbeData, *others: ProbeData):
         for start in range(0, total, probe.batch_size)
     )
     return chunks, sizes
+
+
+def in_loop_batches(probe: ProbeData):
+    """The probe's `(x, y)` batches flattened to `(x0, y0, x1, y1, ...)` for `train`'s
+    interval call; `None` for a dataset or more than `MAX_IN_LOOP_CHUNKS` batches."""
+    if probe.tensors is None or math.ceil(probe.n_rows / probe.batch_size) > MAX_IN_LOOP_CHUNKS:
+        return None
+    return tuple(part for x, y, _ in probe.batches() for part in (x, y))
 
 
 def forward_chunks(model: keras.Model, *chunks) -> tuple:

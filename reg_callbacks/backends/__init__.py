@@ -15,7 +15,8 @@ calls them through `current()`, so callbacks stay backend-neutral:
 - For `train`: `interval_runner(model, full_batch, probe_layout, jit_compile)`,
   `evaluator(model)`, and `RUNS_INTERVAL_PROBES`: whether the runner computes the
   callbacks' interval probes inside its compiled call (then `graph_gradient_norms(model, x,
-  y, groups)` is the gradient-norm probe, in graph code); where it does not, the callbacks
+  y, groups)`, or `graph_batched_gradient_norms(model, batches, groups)` over several
+  batches, is the gradient-norm probe, in graph code); where it does not, the callbacks
   measure for themselves in `on_epoch_end`.
 
 Every compiled function is cached per model with `cached_for_model`, and the logs a train

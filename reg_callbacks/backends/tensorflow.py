@@ -110,6 +110,23 @@ def graph_gradient_norms(model, x, y, groups, training=False):
     )
 
 
+def graph_batched_gradient_norms(model, batches, groups, training=False):
+    """Graph code: `graph_gradient_norms` over several `(x, y)` batches taken as one set: each
+    batch's gradient weighted by its share of the rows (the mean loss over all of them)."""
+    counts = [tf.cast(tf.shape(keras.tree.flatten(y)[0])[0], tf.float32) for _, y in batches]
+    total = tf.add_n(counts)
+    summed = None
+    for (x, y), count in zip(batches, counts, strict=True):
+        weighted = [g * (count / total) for g in graph_gradients(model, x, y, training)]
+        summed = (
+            weighted if summed is None else [a + b for a, b in zip(summed, weighted, strict=True)]
+        )
+    squares = [tf.reduce_sum(tf.square(g)) for g in summed]
+    return tf.stack(
+        [tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)])) for group in groups]
+    )
+
+
 def _norms_function(model_ref, groups, training):
     def norms(x, y):
         return graph_gradient_norms(model_ref(), x, y, groups, training)
