@@ -1,228 +1,260 @@
-"""What `GradientNormLogger` and `BiasVarianceCallback` add to plain `model.fit` on a MobileNet.
+"""What `GradientNormLogger` and `BiasVarianceCallback` add to plain `model.fit` on users' models.
 
-The callbacks are the library users put on their own models, trained with `model.fit`, not
-with our `train`. This measures them there, on a small `keras.applications.MobileNet`
-(32x32x3 inputs, `alpha=0.25`, 10 classes, `weights=None`: nothing is downloaded) trained on
-synthetic images:
+The callbacks are the library users put on their own models, trained with `model.fit`. This
+measures them there, on models of keras.io's public examples as their authors wrote them
+(`tests/public_examples.py`: the MNIST convnet, the Conv1D timeseries classifier, the
+transformer text classifier, the structured-data model fed `tf.data` dict batches), on
+synthetic data at epoch sizes a user runs (`--scale` multiplies them), with the callbacks at
+their default settings, as their docstrings show them:
 
-- `fit`      `model.fit(x, y, epochs=E, batch_size=B)`, no callbacks;
-- `+cb`      the same with the callbacks of the row, at their default cadence (every epoch):
-             `GradientNormLogger` on a fixed probe batch, `BiasVarianceCallback` on a
-             train subset and a dev set, both predicted with `training=False` every epoch.
+- `fit`  `model.fit(train, epochs=1, batch_size=B)`, no callbacks;
+- `+cb`  the same with `BiasVarianceCallback(train, dev)` (the whole training set handed
+         over, as users do) and `GradientNormLogger` on the first 256 training rows.
 
-Each row's ratio `+cb/fit` is the median, over the repeats, of the two fits run back to back
-in alternating order (fit, +cb, then +cb, fit): a shared machine's speed drifts by more
-than the effect, and a steady drift cancels in a pair; each repeat runs every row's pair,
-so a slow spell is shared between rows. The CPU ratio uses the process's CPU time (all
-threads), which does not count waiting for a core. Every fit starts from the same weights
-and optimizer state; the first fits (tracing) are timed apart. The overhead scales with the
-rows the callbacks evaluate against the rows an epoch trains on (`--eval-rows`,
-`--probe-batch` against `--samples`).
+Each kind runs in its own process. Per kind, `+cb/fit` is the median, over `--repeats`
+pairs, of one-epoch fits run back to back in alternating order (fit, +cb, then +cb, fit): a
+shared machine's speed drifts by more than the effect, and a steady drift cancels in a pair.
+The CPU ratio uses the process's CPU time (all threads), which does not count waiting for a
+core. The first fits (tracing) are not timed. Peak memory is the maximum resident set
+(`resource.getrusage`) of two more processes per kind, one fitting two epochs without the
+callbacks and one with them.
 
-Run: `python benchmarks/bench_callbacks.py [--repeats R] [--epochs E] [--json PATH]`.
+Run: `python benchmarks/bench_callbacks.py [--repeats R] [--kinds a,b] [--scale S] [--json PATH]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_training import finish, rich_table, timed, timed_with_cpu  # noqa: E402
+import public_examples as examples  # noqa: E402
+from bench_training import finish, rich_table  # noqa: E402
 
 from reg_callbacks import BiasVarianceCallback, GradientNormLogger  # noqa: E402
-from reg_callbacks.gradient_norms import KEY_PREFIX  # noqa: E402
 
-N_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
-ROWS = ("GradientNormLogger + BiasVarianceCallback", "GradientNormLogger", "BiasVarianceCallback")
+PROBE_ROWS = 256  # GradientNormLogger's probe batch: "a few hundred rows", as documented
 
 
-def make_data(n_train: int, n_dev: int, seed: int = 0):
-    """Synthetic images whose class shifts the mean of one colour band: learnable, not trivial."""
-    rng = np.random.default_rng(seed)
-    n = n_train + n_dev
-    labels = rng.integers(0, N_CLASSES, n)
-    images = rng.normal(size=(n, *IMAGE_SHAPE)).astype("float32")
-    rows = np.arange(n)
-    band = labels * IMAGE_SHAPE[0] // N_CLASSES
-    for offset in range(IMAGE_SHAPE[0] // N_CLASSES):
-        images[rows, band + offset, :, labels % IMAGE_SHAPE[2]] += 1.0
-    return images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]
+def mnist(scale):
+    x, y = examples.mnist_like(int(4000 * scale) + 1000)
+    return examples.mnist_convnet(), (x[1000:], y[1000:]), (x[:1000], y[:1000]), 128
 
 
-def build_model(seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    model = keras.applications.MobileNet(
-        input_shape=IMAGE_SHAPE, weights=None, alpha=0.25, classes=N_CLASSES
-    )
-    model.compile(
-        keras.optimizers.SGD(0.01, momentum=0.9),
-        "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+def timeseries(scale):
+    x, y = examples.timeseries_like(int(2000 * scale) + 500)
+    return examples.timeseries_conv1d(), (x[500:], y[500:]), (x[:500], y[:500]), 32
 
 
-def make_callbacks(row: str, x, y, x_dev, y_dev, args) -> list[keras.callbacks.Callback]:
-    callbacks = []
-    if "BiasVarianceCallback" in row:
-        rows = args.eval_rows
-        callbacks.append(BiasVarianceCallback((x[:rows], y[:rows]), (x_dev, y_dev)))
-    if "GradientNormLogger" in row:
-        callbacks.append(GradientNormLogger((x[: args.probe_batch], y[: args.probe_batch])))
-    return callbacks
+def transformer(scale):
+    x, y = examples.reviews_like(int(2000 * scale) + 500)
+    return examples.transformer_classifier(), (x[500:], y[500:]), (x[:500], y[:500]), 32
 
 
-def run_benchmark(args) -> dict:
-    x, y, x_dev, y_dev = make_data(args.samples, args.eval_rows)
-    model = build_model()
-    initial_weights = model.get_weights()
-    model.optimizer.build(model.trainable_variables)
-    initial_optimizer = [variable.numpy() for variable in model.optimizer.variables]
+def structured(scale):
+    train = examples.structured_dataset(int(4000 * scale), seed=0)
+    dev = examples.structured_dataset(1000, seed=1)
+    return examples.structured_data_model(train), train, dev, None
 
-    def reset():
-        model.set_weights(initial_weights)
-        for variable, value in zip(model.optimizer.variables, initial_optimizer, strict=True):
-            variable.assign(value)
 
-    def fit(callbacks=None, epochs=args.epochs):
-        reset()
-        return model.fit(
-            x,
-            y,
-            batch_size=args.batch_size,
-            epochs=epochs,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks,
-        )
+KINDS = {
+    "mnist convnet": mnist,
+    "conv1d timeseries": timeseries,
+    "transformer text": transformer,
+    "structured tf.data": structured,
+}
 
-    # Tracing: the first fit of each kind, one epoch, timed apart. The callbacks' compiled
-    # functions are cached per model, so the first row's traces them for all rows.
-    first_fit = {"without callbacks": timed(lambda: fit(epochs=1))[0]}
-    both = make_callbacks(ROWS[0], x, y, x_dev, y_dev, args)
-    first_fit["with both callbacks"], _ = timed(lambda: fit(both, epochs=1))
-    pairs = {row: [] for row in ROWS}
-    logged = {}  # the last fit's logs for each row, to show the callbacks did their work
+
+def setup(kind: str, scale: float):
+    keras.utils.set_random_seed(0)
+    model, train, dev, batch_size = KINDS[kind](scale)
+    if isinstance(train, tuple):
+        probe = (train[0][:PROBE_ROWS], train[1][:PROBE_ROWS])
+        rows = len(train[0])
+    else:
+        probe = train.take(PROBE_ROWS // 32)
+        rows = sum(int(keras.tree.flatten(batch)[0].shape[0]) for batch in train)
+
+    def fit(with_callbacks: bool, epochs: int = 1):
+        callbacks = None
+        if with_callbacks:
+            callbacks = [BiasVarianceCallback(train, dev), GradientNormLogger(probe)]
+        if isinstance(train, tuple):
+            return model.fit(
+                *train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks
+            )
+        return model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    return model, fit, rows
+
+
+def child_pairs(kind: str, args) -> dict:
+    model, fit, rows = setup(kind, args.scale)
+    fit(False)
+    history = fit(True)  # tracing, untimed
+    pairs = []
     for repeat in range(args.repeats):
-        order = ("fit", "+cb") if repeat % 2 == 0 else ("+cb", "fit")
-        for row in ROWS:
-            measured = {}
-            for variant in order:
-                callbacks = (
-                    make_callbacks(row, x, y, x_dev, y_dev, args) if variant == "+cb" else None
-                )
-                wall, cpu, history = timed_with_cpu(lambda callbacks=callbacks: fit(callbacks))
-                measured[variant] = {"wall": wall, "cpu": cpu}
-                if variant == "+cb":
-                    logged[row] = history.history
-            pairs[row].append(measured)
-        print(f"done: repeat {repeat + 1} of {args.repeats}", file=sys.stderr, flush=True)
-    results = []
-    for row in ROWS:
-        ratios = [pair["+cb"]["wall"] / pair["fit"]["wall"] for pair in pairs[row]]
-        results.append(
-            {
-                "callbacks": row,
-                "fit_ms_per_epoch": 1e3 * _median(pairs[row], "fit", "wall") / args.epochs,
-                "cb_ms_per_epoch": 1e3 * _median(pairs[row], "+cb", "wall") / args.epochs,
-                "ratio": statistics.median(ratios),
-                "ratio_min": min(ratios),
-                "ratio_max": max(ratios),
-                "cpu_ratio": statistics.median(
-                    pair["+cb"]["cpu"] / pair["fit"]["cpu"] for pair in pairs[row]
-                ),
-                "grad_norm_keys": sum(key.startswith(KEY_PREFIX) for key in logged[row]),
-                "dev_error_epochs": len(logged[row].get("dev_error", [])),
-                "pairs": pairs[row],
+        order = (False, True) if repeat % 2 == 0 else (True, False)
+        pair = {}
+        for with_callbacks in order:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            history = fit(with_callbacks)
+            pair["+cb" if with_callbacks else "fit"] = {
+                "wall": time.perf_counter() - start,
+                "cpu": time.process_time() - start_cpu,
             }
-        )
+        pairs.append(pair)
+    logged = history.history
     return {
-        "model": "MobileNet(input_shape=(32, 32, 3), alpha=0.25, classes=10, weights=None)",
         "parameters": model.count_params(),
-        "weighted_layers": sum(1 for layer in model.layers if layer.trainable_weights),
-        "first_fit_s": first_fit,
-        "results": results,
+        "rows": rows,
+        "pairs": pairs,
+        "dev_error_logged": "dev_error" in logged,
+        "grad_norm_keys": sum(key.startswith("grad_norm/") for key in logged),
     }
 
 
-def _median(pairs, variant: str, measure: str) -> float:
-    return statistics.median(pair[variant][measure] for pair in pairs)
+def child_memory(kind: str, args, with_callbacks: bool) -> dict:
+    _, fit, _ = setup(kind, args.scale)
+    fit(with_callbacks, epochs=2)
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def print_table(report: dict, args) -> dict:
+def in_child(kind: str, mode: str, args, folder: str) -> dict:
+    path = os.path.join(folder, "child.json")
+    command = [sys.executable, os.path.abspath(__file__), "--child", mode, "--kinds", kind]
+    command += ["--repeats", str(args.repeats), "--scale", str(args.scale), "--json", path]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the {mode} process failed on {kind!r}:\n{done.stderr[-3000:]}")
+    with open(path) as file:
+        return json.load(file)
+
+
+def run_benchmark(kinds, args) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as folder:
+        for kind in kinds:
+            timing = in_child(kind, "pairs", args, folder)
+            memory = {
+                variant: in_child(kind, variant, args, folder)["peak_mb"]
+                for variant in ("fit", "+cb")
+            }
+            pairs = timing["pairs"]
+            ratios = [pair["+cb"]["wall"] / pair["fit"]["wall"] for pair in pairs]
+            results.append(
+                {
+                    "kind": kind,
+                    **{key: timing[key] for key in ("parameters", "rows")},
+                    "fit_s_per_epoch": statistics.median(p["fit"]["wall"] for p in pairs),
+                    "cb_s_per_epoch": statistics.median(p["+cb"]["wall"] for p in pairs),
+                    "ratio": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                    "cpu_ratio": statistics.median(
+                        p["+cb"]["cpu"] / p["fit"]["cpu"] for p in pairs
+                    ),
+                    "peak_mb": memory,
+                    "logged": timing["dev_error_logged"] and timing["grad_norm_keys"] > 0,
+                    "pairs": pairs,
+                }
+            )
+            print(f"done: {kind}", file=sys.stderr, flush=True)
+    return results
+
+
+def print_table(results: list[dict], args) -> dict:
     headers = [
-        "callbacks",
-        "fit ms/epoch",
-        "+cb ms/epoch",
+        "model",
+        "parameters",
+        "train rows",
+        "fit s/epoch",
+        "+cb s/epoch",
         "+cb/fit",
         "pair range",
         "+cb/fit CPU",
+        "peak MB fit",
+        "peak MB +cb",
+        "peak +cb/fit",
     ]
     rows = [
         [
-            r["callbacks"],
-            f"{r['fit_ms_per_epoch']:.0f}",
-            f"{r['cb_ms_per_epoch']:.0f}",
+            r["kind"],
+            str(r["parameters"]),
+            str(r["rows"]),
+            f"{r['fit_s_per_epoch']:.2f}",
+            f"{r['cb_s_per_epoch']:.2f}",
             f"{r['ratio']:.3f}",
             f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f}",
             f"{r['cpu_ratio']:.3f}",
+            f"{r['peak_mb']['fit']:.0f}",
+            f"{r['peak_mb']['+cb']:.0f}",
+            f"{r['peak_mb']['+cb'] / r['peak_mb']['fit']:.2f}",
         ]
-        for r in report["results"]
+        for r in results
     ]
     title = (
-        f"{report['model']}, {report['parameters']} parameters; {args.samples} images, "
-        f"batches of {args.batch_size}, {args.epochs} epochs a fit; callbacks every epoch on "
-        f"{args.eval_rows} train + {args.eval_rows} dev rows and a probe batch of "
-        f"{args.probe_batch}; +cb/fit: median of {args.repeats} back-to-back pairs"
+        "keras.io example models on synthetic data, one-epoch fits with and without "
+        "BiasVarianceCallback(train, dev) and GradientNormLogger(first 256 train rows) at "
+        f"their defaults; +cb/fit: median of {args.repeats} back-to-back pairs; peak: "
+        "maximum resident set of a process fitting 2 epochs"
     )
-    return rich_table(title, headers, rows, width=160)
+    return rich_table(title, headers, rows, width=180)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="back-to-back pairs per row")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per fit")
-    parser.add_argument("--samples", type=int, default=512, help="training images")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument(
-        "--eval-rows",
-        type=int,
-        default=256,
-        help="BiasVarianceCallback's train subset and dev set, each",
-    )
-    parser.add_argument("--probe-batch", type=int, default=64, help="GradientNormLogger's batch")
+    parser.add_argument("--repeats", type=int, default=3, help="back-to-back pairs per kind")
+    parser.add_argument("--kinds", help=f"comma-separated subset of: {', '.join(KINDS)}")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the train rows")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", choices=("pairs", "fit", "+cb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("repeats", "epochs", "samples", "batch_size", "eval_rows", "probe_batch"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    for name in ("eval_rows", "probe_batch"):
-        if getattr(args, name) > args.samples:
-            parser.error(f"--{name.replace('_', '-')} must be at most --samples ({args.samples})")
+    if args.repeats < 1 or args.scale <= 0:
+        parser.error("--repeats must be a positive integer and --scale positive")
+    kinds = list(KINDS)
+    if args.kinds:
+        kinds = [name.strip() for name in args.kinds.split(",")]
+        unknown = [name for name in kinds if name not in KINDS]
+        if unknown:
+            parser.error(f"unknown kind(s) {unknown}; choose from {list(KINDS)}")
+    if args.child:
+        if args.child == "pairs":
+            report = child_pairs(kinds[0], args)
+        else:
+            report = child_memory(kinds[0], args, args.child == "+cb")
+        with open(args.json, "w") as file:
+            json.dump(report, file)
+        return 0
 
     load_before = os.getloadavg()
-    report = run_benchmark(args)
-    report["command"] = " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])])
-    report["settings"] = vars(args)
-    report["machine"] = {
-        "cpu_count": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "numpy": np.__version__,
+    results = run_benchmark(kinds, args)
+    report = {
+        "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
+        "settings": vars(args),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "results": results,
     }
-    report["table"] = print_table(report, args)
-    first_fit = ", ".join(f"{name} {s:.1f} s" for name, s in report["first_fit_s"].items())
-    print(f"first fit (one epoch, tracing included): {first_fit}")
+    report["table"] = print_table(results, args)
     return finish(report, load_before, args.json)
 
 

@@ -19,6 +19,13 @@ alternating order (c, d, then d, c) so that a steady drift cancels. (d)'s time s
 `on_train_end` starts; the end-of-run MLflow write is timed apart (`end write ms`) and
 added in `+cb/train with end`. MLflow writes go to a temporary SQLite store.
 
+The users' cases (`USER_CASES`: keras.io's MNIST convnet and Conv1D timeseries classifier,
+`tests/public_examples.py`) compare only `fit` and `train` on one epoch of mini-batches
+(`train(iterations=steps, log_every=steps, batch_size=B)` against `fit(epochs=1,
+batch_size=B)`): `train/fit` is the median of back-to-back pairs in alternating order;
+`trace s` is the first `train` call less a steady one. They run on TensorFlow only: on
+JAX both `fit` and `train` compile with XLA, whose CPU convolutions take that long.
+
 Every Keras backend in `--backends` (default: TensorFlow, and JAX when installed) gets its
 rows, case by case: Keras runs one backend per process, so the script times its own
 backend itself and each other one in a child process (`KERAS_BACKEND=<name>`, same
@@ -76,6 +83,72 @@ CASES = (
     Case("2-10-5-1 circles", (10, 5), 0.01, data="circles"),
     Case("64-64-32-32-16-10 digits mb64", (64, 32, 32, 16), 0.05, batch_size=64, data="digits"),
 )
+
+
+@dataclass(frozen=True)
+class UserCase:
+    name: str
+    rows: int
+    batch_size: int
+
+
+USER_CASES = (
+    UserCase("mnist convnet mb128", 2048, 128),
+    UserCase("conv1d timeseries mb32", 512, 32),
+)
+
+
+def make_user_case(case: UserCase):
+    """A keras.io example model and synthetic data for it: `(model, x, y)`."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    import public_examples as examples
+
+    keras.utils.set_random_seed(0)
+    if case.name.startswith("mnist"):
+        return examples.mnist_convnet(), *examples.mnist_like(case.rows)
+    return examples.timeseries_conv1d(), *examples.timeseries_like(case.rows)
+
+
+def run_user_case(case: UserCase, args) -> dict:
+    """`fit` against `train` on one epoch of a user's model, in back-to-back pairs."""
+    model, x, y = make_user_case(case)
+    steps = math.ceil(case.rows / case.batch_size)
+
+    def run_fit():
+        return model.fit(x, y, batch_size=case.batch_size, epochs=1, verbose=0)
+
+    def run_train():
+        return train(model, x, y, iterations=steps, log_every=steps, batch_size=case.batch_size)
+
+    first = {"fit": timed(run_fit)[0], "train": timed(run_train)[0]}
+    pairs = []
+    for repeat in range(args.repeats):
+        order = (run_fit, run_train) if repeat % 2 == 0 else (run_train, run_fit)
+        pair = {}
+        for run in order:
+            wall, cpu, _ = timed_with_cpu(run)
+            pair["fit" if run is run_fit else "train"] = {"wall": wall, "cpu": cpu}
+        pairs.append(pair)
+    ms = {
+        variant: 1e3 * statistics.median(pair[variant]["wall"] for pair in pairs) / steps
+        for variant in ("fit", "train")
+    }
+    return {
+        "case": case.name,
+        "backend": keras.backend.backend(),
+        "samples": case.rows,
+        "batch_size": case.batch_size,
+        "iterations": steps,
+        "ms_per_step": ms,
+        "ratios": {
+            "train/fit": statistics.median(p["train"]["wall"] / p["fit"]["wall"] for p in pairs),
+            "train/fit cpu": statistics.median(p["train"]["cpu"] / p["fit"]["cpu"] for p in pairs),
+        },
+        "trace_s": {
+            variant: max(0.0, first[variant] - ms[variant] * steps / 1e3) for variant in first
+        },
+        "pairs": pairs,
+    }
 
 
 def make_data(case: Case):
@@ -366,6 +439,7 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
         "cpu_ms_per_step": cpu_ms,
         "ratios": {
             "train/numpy": ms["train"] / ms["numpy"],
+            "train/fit": ms["train"] / ms["fit"],
             "fit/numpy": ms["fit"] / ms["numpy"],
             "train+cb/train": paired(lambda c, d: d["wall"] / c["wall"]),
             "train+cb/train cpu": paired(lambda c, d: d["cpu"] / c["cpu"]),
@@ -387,6 +461,9 @@ def run_case(case: Case, args, tracking_uri: str) -> dict:
     }
 
 
+ALL_CASES = (*CASES, *USER_CASES)
+
+
 def print_table(results: list[dict]) -> dict:
     headers = [
         "net",
@@ -396,6 +473,7 @@ def print_table(results: list[dict]) -> dict:
         "train ms",
         "+cb ms",
         "vs TF",
+        "train/fit",
         "train/NumPy",
         "fit/NumPy",
         "+cb/train",
@@ -413,28 +491,37 @@ def print_table(results: list[dict]) -> dict:
     for r in results:
         ms, ratios = r["ms_per_step"], r["ratios"]
         versus = ms["train"] / tf_train[r["case"]] if r["case"] in tf_train else None
+        cost = r.get("final_cost", {})
         rows.append(
             [
                 r["case"],
                 r["backend"],
-                f"{ms['numpy']:.4f}",
+                _cell(ms.get("numpy"), ".4f"),
                 f"{ms['fit']:.2f}",
                 f"{ms['train']:.4f}",
-                f"{ms['train+cb']:.4f}",
+                _cell(ms.get("train+cb"), ".4f"),
                 "-" if versus is None else f"{versus:.2f}",
-                f"{ratios['train/numpy']:.2f}",
-                f"{ratios['fit/numpy']:.0f}",
-                f"{ratios['train+cb/train']:.3f}",
-                f"{ratios['train+cb/train cpu']:.3f}",
-                f"{r['end_write_ms']:.0f}",
-                f"{ratios['train+cb/train incl. end write']:.3f}",
+                f"{ratios['train/fit']:.3f}",
+                _cell(ratios.get("train/numpy"), ".2f"),
+                _cell(ratios.get("fit/numpy"), ".0f"),
+                _cell(ratios.get("train+cb/train"), ".3f"),
+                _cell(ratios.get("train+cb/train cpu"), ".3f"),
+                _cell(r.get("end_write_ms"), ".0f"),
+                _cell(ratios.get("train+cb/train incl. end write"), ".3f"),
                 f"{r['trace_s']['train']:.1f}",
-                f"{r['final_cost']['numpy']:.5f}",
-                f"{r['final_cost']['train']:.5f}",
+                _cell(cost.get("numpy"), ".5f"),
+                _cell(cost.get("train"), ".5f"),
             ]
         )
-    title = "ms per training step: fastest repeat; +cb/train: median of back-to-back pairs"
-    return rich_table(title, headers, rows, width=200)
+    title = (
+        "ms per training step: fastest repeat (course nets) or median of back-to-back pairs "
+        "(users' nets, one epoch); +cb/train and users' train/fit: median of back-to-back pairs"
+    )
+    return rich_table(title, headers, rows, width=210)
+
+
+def _cell(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def finish(report: dict, load_before, json_path: str | None) -> int:
@@ -477,7 +564,8 @@ def main(argv=None) -> int:
         "--fit-iterations", type=int, default=100, help="steps of the naive fit (it is slow)"
     )
     parser.add_argument(
-        "--cases", help=f"comma-separated subset of: {', '.join(c.name for c in CASES)}"
+        "--cases",
+        help=f"comma-separated subset of: {', '.join(c.name for c in ALL_CASES)}",
     )
     parser.add_argument(
         "--backends",
@@ -488,13 +576,13 @@ def main(argv=None) -> int:
     for name in ("iterations", "repeats", "log_every", "fit_iterations"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    cases = CASES
+    cases = ALL_CASES
     if args.cases:
         wanted = [name.strip() for name in args.cases.split(",")]
-        unknown = [name for name in wanted if name not in {c.name for c in CASES}]
+        unknown = [name for name in wanted if name not in {c.name for c in ALL_CASES}]
         if unknown:
-            parser.error(f"unknown case(s) {unknown}; choose from {[c.name for c in CASES]}")
-        cases = [c for c in CASES if c.name in wanted]
+            parser.error(f"unknown case(s) {unknown}; choose from {[c.name for c in ALL_CASES]}")
+        cases = [c for c in ALL_CASES if c.name in wanted]
     backends = _backends(parser, args.backends)
 
     load_before = os.getloadavg()
@@ -505,13 +593,19 @@ def main(argv=None) -> int:
         _create_experiment(tracking_uri, os.path.join(store, "artifacts"))
         for index, case in enumerate(cases):
             rows = {}
-            for backend in backends if index % 2 == 0 else backends[::-1]:
+            order = backends if index % 2 == 0 else backends[::-1]
+            if isinstance(case, UserCase):  # XLA's CPU convolutions make JAX's rows hours long
+                order = [backend for backend in order if backend == "tensorflow"]
+            for backend in order:
                 if backend == keras.backend.backend():
-                    rows[backend] = run_case(case, args, tracking_uri)
+                    if isinstance(case, UserCase):
+                        rows[backend] = run_user_case(case, args)
+                    else:
+                        rows[backend] = run_case(case, args, tracking_uri)
                 else:
                     rows[backend] = run_in_child(backend, case, args, store)
                 print(f"done: {case.name} on {backend}", file=sys.stderr, flush=True)
-            results += [rows[backend] for backend in backends]
+            results += [rows[backend] for backend in backends if backend in rows]
     report = {
         "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
         "machine": {

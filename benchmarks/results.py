@@ -56,13 +56,15 @@ BENCHMARKS = {
         "bench_training.py",
         "Training speed",
         "Per step: a course-style NumPy loop, naive `model.fit`, `train()` and `train()` with the "
-        "standard callbacks and MLflow recording, side by side in one run.",
+        "standard callbacks and MLflow recording, side by side in one run; and `train()` against "
+        "`fit` on one epoch of two keras.io example convnets.",
     ),
     "callbacks": (
         "bench_callbacks.py",
         "Callback overhead on a user's model",
-        "What `GradientNormLogger` and `BiasVarianceCallback` add to plain `model.fit` on a small "
-        "`keras.applications.MobileNet`: fits with and without them, back to back.",
+        "What `GradientNormLogger` and `BiasVarianceCallback` at their defaults add to plain "
+        "`model.fit` on keras.io example models: one-epoch fits with and without them, back to "
+        "back, and each process's peak memory.",
     ),
     "sweep-throughput": (
         "bench_sweep.py",

@@ -4,9 +4,10 @@ The running training metric that `fit` reports is averaged over the epoch's batc
 computed with dropout on, so it is not the train error. This callback re-evaluates the model
 on the train and dev sets with `training=False` and diagnoses the result.
 
-The train and dev sets go through one forward pass, compiled once per model and reused
-(`reg_callbacks.backends`): an eager `model(x)` costs milliseconds, as much as the 1000
-steps of a small net it follows.
+The train and dev sets are evaluated in batches by a forward pass compiled once per model
+and reused (`reg_callbacks.probes`): memory is bounded by a batch, and an eager `model(x)`
+would cost milliseconds, as much as the 1000 steps of a small net it follows. A large
+training set is measured on a fixed random subsample (`train_rows`).
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ import warnings
 import keras
 import numpy as np
 
-from reg_callbacks import backends
+from reg_callbacks import backends, probes
 from reg_callbacks.diagnosis import (
     DEFAULT_BIAS_THRESHOLD,
     DEFAULT_VARIANCE_THRESHOLD,
     Diagnosis,
     diagnose,
 )
-from reg_callbacks.examples import Examples, as_tensor, rows
+from reg_callbacks.examples import as_tensor
 from reg_callbacks.training import IntervalProbed
 
 LOG_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance")
+# Training rows measured by default: an error rate over 1024 rows is within ~1.6 points
+# (one standard error at 50 %), and the course's training sets all fit in it whole.
+DEFAULT_TRAIN_ROWS = 1024
 
 
 def predict(model: keras.Model, x):
@@ -37,11 +41,6 @@ def predict(model: keras.Model, x):
         (200, 1)
     """
     return backends.current().forward(model, keras.tree.map_structure(as_tensor, x))[0]
-
-
-def forward_pass(model: keras.Model, *inputs) -> tuple:
-    """`model(x, training=False)` for each input, in graph code (`train`'s interval probe)."""
-    return tuple(model(x, training=False) for x in inputs)
 
 
 def classification_error(y_true, y_pred) -> float:
@@ -89,17 +88,24 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
     """Logs train error, dev error, avoidable bias and variance; keeps the diagnosis.
 
     Every `every` epochs (and at the end of training) the model predicts the train and dev
-    sets with `training=False` (dropout off), and the callback writes `train_error`,
-    `dev_error`, `avoidable_bias` and `variance` into `logs`, so that callbacks after it in
-    the list (`EarlyStopping(monitor="dev_error")`, MLflow recording, `History`) see them.
+    sets with `training=False` (dropout off), `batch_size` rows at a time, and the callback
+    writes `train_error`, `dev_error`, `avoidable_bias` and `variance` into `logs`, so that
+    callbacks after it in the list (`EarlyStopping(monitor="dev_error")`, MLflow recording,
+    `History`) see them.
     Put it first in the callback list. The label is a string, which Keras and MLflow
     metric loggers cannot take, so it lives in `.diagnosis.label`, not in `logs`.
 
     Args:
         train_data: `(x_train, y_train)`: arrays, or dicts/lists of arrays for named inputs
-            and several outputs; or a finite `tf.data.Dataset` of `(x, y)` batches,
-            evaluated over all its batches at every evaluation.
-        dev_data: `(x_dev, y_dev)`, likewise.
+            and several outputs; or a finite `tf.data.Dataset` of `(x, y)` batches, read
+            through one iterator for the whole run (its pipeline is not rebuilt at every
+            evaluation).
+        dev_data: `(x_dev, y_dev)`, likewise; always evaluated whole.
+        train_rows: Training rows the train error is measured on (default 1024): a fixed
+            random subsample, drawn once, of a larger training set (of a dataset, its first
+            batches up to that many rows); `None` measures every row at every evaluation,
+            which costs about a forward pass over the training set per evaluation.
+        batch_size: Rows evaluated in one model call; bounds the evaluation's memory.
         bayes_error: Best achievable error, a fraction in [0, 1] (0 for a task humans
             solve perfectly).
         every: Evaluate every this many epochs.
@@ -135,6 +141,8 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         error_fn=classification_error,
         bias_threshold: float = DEFAULT_BIAS_THRESHOLD,
         variance_threshold: float = DEFAULT_VARIANCE_THRESHOLD,
+        train_rows: int | None = DEFAULT_TRAIN_ROWS,
+        batch_size: int = probes.DEFAULT_BATCH_SIZE,
     ):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -153,15 +161,21 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             bias_threshold=bias_threshold,
             variance_threshold=variance_threshold,
         )
-        self.train = Examples("train_data", train_data)
-        self.dev = Examples("dev_data", dev_data)
+        if train_rows is not None and (
+            isinstance(train_rows, bool) or not isinstance(train_rows, int) or train_rows < 1
+        ):
+            raise ValueError(f"train_rows must be None or a positive integer; got {train_rows!r}.")
+        self.train = probes.ProbeData(
+            "train_data", train_data, batch_size=batch_size, max_rows=train_rows
+        )
+        self.dev = probes.ProbeData("dev_data", dev_data, batch_size=batch_size)
         self.bayes_error = bayes_error
         self.every = every
         self.output = output
         self.error_fn = error_fn
         self.bias_threshold = bias_threshold
         self.variance_threshold = variance_threshold
-        self._stacked = _stacked_inputs(self.train, self.dev)
+        self._in_loop = probes.in_loop_chunks(self.train, self.dev)
 
     def on_train_begin(self, logs=None):
         names = _output_names(self.model)
@@ -183,10 +197,11 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             self._evaluate(self._last_epoch, logs)
 
     def interval_probe(self, epoch):
-        """For `train`: this epoch's forward pass, to run in its one call an interval."""
-        if (epoch + 1) % self.every or self._stacked is None:
+        """For `train`: this epoch's forward pass, to run in its one call an interval, when
+        the train and dev sets are small enough (`probes.in_loop_chunks`)."""
+        if (epoch + 1) % self.every or self._in_loop is None:
             return None
-        return forward_pass, self._stacked
+        return probes.forward_chunks, self._in_loop[0]
 
     def _evaluate(self, epoch, logs):
         (y_train, train_predictions), (y_dev, dev_predictions) = self._predictions(epoch)
@@ -209,32 +224,16 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
     def _predictions(self, epoch):
         """`((y_train, train predictions), (y_dev, dev predictions))` of the chosen output."""
         outputs = self.take_probe_values(epoch)  # computed by `train` for this epoch
-        if outputs is None and self._stacked is not None:
-            outputs = backends.current().forward(self.model, *self._stacked)
         if outputs is None:
-            return self._targets_and_predictions(self.train), self._targets_and_predictions(
-                self.dev
+            return (
+                self._chosen(*probes.predict(self.model, self.train)),
+                self._chosen(*probes.predict(self.model, self.dev)),
             )
-        if len(outputs) == 1:  # train and dev went through as one stacked batch
-            n_train = rows(self.train.tensors[1])
-            train = keras.tree.map_structure(lambda a: a[:n_train], outputs[0])
-            dev = keras.tree.map_structure(lambda a: a[n_train:], outputs[0])
-        else:
-            train, dev = outputs
+        train, dev = probes.split_rows(probes.concatenate(list(outputs)), self._in_loop[1])
         return (
             self._chosen(self.train.tensors[1], train),
             self._chosen(self.dev.tensors[1], dev),
         )
-
-    def _targets_and_predictions(self, examples):
-        targets, predictions = [], []
-        for x, y, _ in examples.batches():
-            y, p = self._chosen(y, predict(self.model, x))
-            targets.append(y)
-            predictions.append(p)
-        if not targets:
-            raise ValueError("BiasVarianceCallback got an empty dataset; it needs examples.")
-        return np.concatenate(targets), np.concatenate(predictions)
 
     def _chosen(self, y, predictions):
         """The diagnosed output's targets and predictions, as NumPy arrays."""
@@ -293,20 +292,3 @@ def _output_names(model) -> list[str]:
         return list(model.output_names)
     except (AttributeError, ValueError):
         return []
-
-
-def _stacked_inputs(train: Examples, dev: Examples):
-    """Train and dev inputs for one compiled call: `(stacked,)` when they can be, else both;
-    `None` when either is a dataset."""
-    if train.tensors is None or dev.tensors is None:
-        return None
-    x_train, x_dev = train.tensors[0], dev.tensors[0]
-    try:
-        keras.tree.assert_same_structure(x_train, x_dev)
-    except (TypeError, ValueError):
-        return x_train, x_dev
-    pairs = zip(keras.tree.flatten(x_train), keras.tree.flatten(x_dev), strict=True)
-    if any(a.shape[1:] != b.shape[1:] or a.dtype != b.dtype for a, b in pairs):
-        return x_train, x_dev
-    # One forward pass for both: a call's fixed cost exceeds a small net's compute.
-    return (keras.tree.map_structure(lambda a, b: keras.ops.concatenate([a, b]), x_train, x_dev),)

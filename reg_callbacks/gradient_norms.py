@@ -2,8 +2,8 @@
 
 Vanishing and exploding gradients show as gradient norms that shrink or grow geometrically
 from the output layer back to the input layer. The norms here are of the full training
-loss (compiled loss plus the layers' regularization penalties), measured on a fixed batch
-by a function compiled once per model and reused (`reg_callbacks.backends`).
+loss (compiled loss plus the layers' regularization penalties), measured on fixed probe data
+by a function compiled once per model and reused, a batch at a time (`reg_callbacks.probes`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import math
 import keras
 import numpy as np
 
-from reg_callbacks import backends
-from reg_callbacks.examples import Examples, rows
+from reg_callbacks import backends, probes
 from reg_callbacks.layer_paths import weighted_layers
 from reg_callbacks.training import IntervalProbed
 
@@ -35,7 +34,14 @@ EXPLODING_NORM = 1e3
 VANISHING_NORM = 1e-7
 
 
-def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = False) -> dict:
+def layer_gradient_norms(
+    model: keras.Model,
+    x,
+    y=None,
+    *,
+    training: bool = False,
+    batch_size: int = probes.GRADIENT_BATCH_SIZE,
+) -> dict:
     """The L2 norm of the loss gradient with respect to each layer's trainable weights.
 
     The loss is what `fit` minimises: the compiled loss (with its `loss_weights`) plus
@@ -50,6 +56,8 @@ def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = Fals
             batch's gradient weighted by its size).
         training: Forward pass mode; `False` (default) switches dropout off so that the
             norms of successive calls are comparable.
+        batch_size: Rows in one gradient computation; more rows are measured a batch at a
+            time (the mean loss over all of them), which bounds the memory.
 
     Returns:
         `{"grad_norm/<layer path>": norm}`, input side first. The path names the layer
@@ -64,33 +72,21 @@ def layer_gradient_norms(model: keras.Model, x, y=None, *, training: bool = Fals
         >>> layer_gradient_norms(model, x[:64], y[:64])
         {'grad_norm/dense': 0.031, 'grad_norm/dense_1': 0.12, 'grad_norm/dense_2': 0.25}
     """
-    examples = Examples("probe data", x if y is None else (x, y))
-    examples.build(model)
-    return _measure(model, examples, training)
+    probe = probes.ProbeData("probe data", x if y is None else (x, y), batch_size=batch_size)
+    probe.build(model)
+    return _measure(model, probe, training)
 
 
-def _measure(model, examples: Examples, training: bool = False) -> dict[str, float]:
+def _measure(model, probe: probes.ProbeData, training: bool = False) -> dict[str, float]:
     _check_model(model)
-    backend = backends.current()
-    groups = _groups(model)
-    if examples.tensors is not None:
-        return _named(model, backend.gradient_norms(model, *examples.tensors, groups, training))
-    total, count = None, 0
-    for x, y, sample_weight in examples.batches():
-        n = rows(x)
-        grads = backend.loss_gradients(model, x, y, sample_weight, training)
-        scaled = [g.astype(np.float64) * n for g in grads]
-        total = scaled if total is None else [t + g for t, g in zip(total, scaled, strict=True)]
-        count += n
-    if not count:
-        raise ValueError("probe data must hold at least one example; the dataset is empty.")
-    squares = [float(np.sum(np.square(t / count))) for t in total]
-    return _named(model, [math.sqrt(sum(squares[i] for i in group)) for group in groups])
+    return _named(model, probes.gradient_norms(model, probe, _groups(model), training))
 
 
-def stacked_gradient_norms(model: keras.Model, x, y) -> list:
-    """Graph code for `train`'s interval call: the layer norms as one tensor, input side first."""
-    return backends.current().graph_gradient_norms(model, x, y, _groups(model))
+def batched_gradient_norms(model: keras.Model, *batches) -> list:
+    """Graph code for `train`'s interval call: the layer norms over the probe's batches
+    (`x0, y0, x1, y1, ...`) as one tensor, input side first."""
+    pairs = list(zip(batches[::2], batches[1::2], strict=True))
+    return backends.current().graph_batched_gradient_norms(model, pairs, _groups(model))
 
 
 def _groups(model) -> list[list[int]]:
@@ -160,9 +156,12 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
     Args:
         probe_data: `(x, y)` the norms are measured on (arrays, or dicts of arrays for
             named inputs), or a finite `tf.data.Dataset` of `(x, y)` batches, measured over
-            all of them; keep it fixed (and small, a few hundred rows) so that epochs are
-            comparable.
+            all of them through one iterator made once; keep it fixed (and small, a few
+            hundred rows: each measurement costs about a training step over them) so that
+            epochs are comparable.
         every: Measure every this many epochs (and on the first epoch).
+        batch_size: Rows in one gradient computation; a larger probe is measured a batch
+            at a time, which bounds the memory.
 
     Attributes:
         history: `{"grad_norm/<layer path>": [norm per measured epoch]}`.
@@ -181,11 +180,12 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         'healthy'
     """
 
-    def __init__(self, probe_data, *, every: int = 1):
+    def __init__(self, probe_data, *, every: int = 1, batch_size: int = probes.GRADIENT_BATCH_SIZE):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}.")
-        self.probe = Examples("probe_data", probe_data)
+        self.probe = probes.ProbeData("probe_data", probe_data, batch_size=batch_size)
+        self._in_loop = probes.in_loop_batches(self.probe)
         self.every = every
 
     def on_train_begin(self, logs=None):
@@ -205,9 +205,9 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
 
     def interval_probe(self, epoch):
         """For `train`: this epoch's measurement, to run in its one call an interval."""
-        if (epoch + 1) % self.every or self.probe.tensors is None:
+        if (epoch + 1) % self.every or self._in_loop is None:
             return None
-        return stacked_gradient_norms, self.probe.tensors
+        return batched_gradient_norms, self._in_loop
 
     def measure(self, epoch: int) -> dict[str, float]:
         """Measure now and record the result under `epoch` (-1: before training)."""

@@ -36,7 +36,7 @@ class TrainingDiverged(FloatingPointError):
 def train(
     model: keras.Model,
     x,
-    y,
+    y=None,
     *,
     iterations: int,
     log_every: int = DEFAULT_LOG_EVERY,
@@ -56,15 +56,21 @@ def train(
     included, as the course prints it.
 
     Args:
-        model: A compiled Keras model (`model.compile(optimizer, loss, metrics)`).
-        x: Training inputs, samples as rows.
-        y: Training targets.
+        model: A compiled Keras model (`model.compile(optimizer, loss, metrics)`), its own
+            `train_step` included (nested metric dicts in its logs are flattened as `fit`
+            flattens them).
+        x: Training inputs, samples as rows; or a `tf.data.Dataset` of `(x, y)` batches,
+            finite (read again from its start when a pass ends, as over several `fit`
+            epochs) or infinite. A dataset's steps each run as one compiled call on the
+            next batch, as `fit` runs them, so each interval is `log_every` calls.
+        y: Training targets; `None` with a dataset.
         iterations: Total number of optimizer steps.
         log_every: Steps per logging interval, i.e. per Keras epoch. Callbacks run once per
             interval, so `EarlyStopping(patience=p)` waits `p` intervals.
         batch_size: `None` (or >= the number of samples) for full-batch gradient descent;
             otherwise mini-batches drawn from the data reshuffled on every pass, like
             `Dataset.shuffle().repeat().batch()`, so every batch has `batch_size` samples.
+            `None` with a dataset, which batches itself.
         validation_data: `(x_dev, y_dev)`; adds `val_`-prefixed loss and metrics to the logs
             at the end of every interval, evaluated as `model.evaluate` would.
         callbacks: Keras callbacks, driven exactly as `fit` drives them. A callback with
@@ -76,9 +82,14 @@ def train(
             whose callbacks ask for a different set of probes compiles its own loop (once).
             On JAX the loop computes no probes: the callbacks measure in `on_epoch_end`.
         shuffle_seed: Seed of the mini-batch order.
-        jit_compile: `True` for XLA, `False` for a plain `tf.function`, `"auto"` for XLA with
-            a fall-back to a plain graph when a layer has no XLA kernel. Under XLA, Keras
-            `Dropout` layers draw their masks with Threefry (`counter_based_dropout`).
+        jit_compile: `True` for XLA, `False` for a plain `tf.function`. `"auto"` chooses
+            from what the model is made of: on a machine without a GPU, a plain graph for a
+            model with convolution, attention or recurrent layers (TensorFlow's own kernels
+            run those far faster than XLA's CPU code, as Keras's own `"auto"` assumes) or a
+            layer with `supports_jit=False`; XLA otherwise (nets of dense layers, where XLA
+            fuses the step's many small ops), falling back to a plain graph when a layer has
+            no XLA kernel (`reg_callbacks.backends.tensorflow.prefers_xla`). Under XLA,
+            Keras `Dropout` layers draw their masks with Threefry (`counter_based_dropout`).
             TensorFlow's choice: on JAX the loop is always jitted.
         verbose: 1 prints the course-style "Cost after iteration N" line every interval.
 
@@ -99,20 +110,21 @@ def train(
         3
     """
     _check_args(model, iterations, log_every, batch_size, jit_compile)
+    stream = None
     if isinstance(x, tf.data.Dataset):
-        raise ValueError(
-            "x must be arrays (train runs full-batch or mini-batch steps over data in "
-            "memory); got a tf.data.Dataset: use model.fit for a dataset."
-        )
-    x, y = keras.tree.map_structure(as_tensor, x), keras.tree.map_structure(as_tensor, y)
-    n_rows = sorted({int(t.shape[0]) for t in keras.tree.flatten((x, y))})
-    if len(n_rows) != 1:
-        raise ValueError(f"x and y must have the same number of rows; got {n_rows}.")
-    n_samples = n_rows[0]
-    if not model.built:
-        model(symbolic_like(x))  # a subclassed model builds on its first call, as in fit
-    if batch_size is not None and batch_size >= n_samples:
-        batch_size = None
+        stream = _dataset_stream(model, x, y, batch_size)
+    else:
+        if y is None:
+            raise ValueError("y must hold the training targets when x is arrays; got None.")
+        x, y = keras.tree.map_structure(as_tensor, x), keras.tree.map_structure(as_tensor, y)
+        n_rows = sorted({int(t.shape[0]) for t in keras.tree.flatten((x, y))})
+        if len(n_rows) != 1:
+            raise ValueError(f"x and y must have the same number of rows; got {n_rows}.")
+        n_samples = n_rows[0]
+        if not model.built:
+            model(symbolic_like(x))  # a subclassed model builds on its first call, as in fit
+        if batch_size is not None and batch_size >= n_samples:
+            batch_size = None
 
     epochs = math.ceil(iterations / log_every)
     callback_list = keras.callbacks.CallbackList(
@@ -125,6 +137,7 @@ def train(
         evaluate = backend.evaluator(model)
         validation_data = keras.tree.map_structure(as_tensor, tuple(validation_data))
     batches = _BatchOrder(n_samples, batch_size, shuffle_seed) if batch_size else None
+    full_batch = batch_size is None
     probing = [cb for cb in callback_list.callbacks if hasattr(cb, "interval_probe")]
     if not backend.RUNS_INTERVAL_PROBES:
         probing = []
@@ -142,11 +155,16 @@ def train(
         callback_list.on_epoch_begin(epoch)
         probes = _interval_probes(probing, epoch)
         layout = tuple((function, len(inputs)) for _, function, inputs in probes)
-        if layout not in loops:
-            loops[layout] = backend.interval_runner(model, batch_size is None, layout, jit_compile)
+        for wanted in {layout, ()} if stream is not None else {layout}:
+            if wanted not in loops:
+                loops[wanted] = backend.interval_runner(model, full_batch, wanted, jit_compile)
         run_steps = loops[layout]
         probe_inputs = [tensor for _, _, inputs in probes for tensor in inputs]
-        if batches is None:
+        if stream is not None:
+            for _ in range(steps - 1):
+                loops[()](*next(stream), 1)
+            logs, probed = run_steps(*next(stream), 1, *probe_inputs)
+        elif batches is None:
             logs, probed = run_steps(x, y, steps, *probe_inputs)
         else:
             order = batches.indices(first_step + epoch * log_every, steps)
@@ -159,7 +177,7 @@ def train(
         if verbose:
             print(f"Cost after iteration {epoch * log_every + steps}: {logs['loss']:.6f}")
         callback_list.on_epoch_end(epoch, logs)
-        if not math.isfinite(logs["loss"]):
+        if not math.isfinite(logs.get("loss", 0.0)):
             iteration = epoch * log_every + steps
             failure = TrainingDiverged(f"loss became {logs['loss']} by iteration {iteration}")
             break
@@ -169,6 +187,27 @@ def train(
     if failure is not None:
         raise failure
     return model.history
+
+
+def _dataset_stream(model, dataset: tf.data.Dataset, y, batch_size):
+    """`(x, y)` batches of the dataset, endlessly: its passes one after another."""
+    if y is not None:
+        raise ValueError("y must be None when x is a tf.data.Dataset: it yields (x, y) batches.")
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None when x is a tf.data.Dataset (it batches itself); "
+            f"got {batch_size!r}."
+        )
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            f"x, a tf.data.Dataset, must yield (x, y) batches (train takes no sample "
+            f"weights); got elements {spec}."
+        )
+    if not model.built:
+        model(keras.tree.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype), spec[0]))
+    to_tensors = keras.tree.map_structure
+    return (to_tensors(as_tensor, batch) for batch in dataset.repeat())
 
 
 class IntervalProbed:

@@ -15,10 +15,12 @@ calls them through `current()`, so callbacks stay backend-neutral:
 - For `train`: `interval_runner(model, full_batch, probe_layout, jit_compile)`,
   `evaluator(model)`, and `RUNS_INTERVAL_PROBES`: whether the runner computes the
   callbacks' interval probes inside its compiled call (then `graph_gradient_norms(model, x,
-  y, groups)` is the gradient-norm probe, in graph code); where it does not, the callbacks
+  y, groups)`, or `graph_batched_gradient_norms(model, batches, groups)` over several
+  batches, is the gradient-norm probe, in graph code); where it does not, the callbacks
   measure for themselves in `on_epoch_end`.
 
-Every compiled function is cached per model with `cached_for_model`. A PyTorch module would
+Every compiled function is cached per model with `cached_for_model`, and the logs a train
+or test step returns become Python floats through `float_logs`. A PyTorch module would
 implement the same names.
 """
 
@@ -67,6 +69,19 @@ def cached_for_model(model: keras.Model, key: tuple, make):
         entry = (_weak_stamp(stamp), make(weakref.ref(model)))
         functions[key] = entry
     return entry[1]
+
+
+def float_logs(logs) -> dict[str, float]:
+    """A step's logs as Python floats, flattened the way `fit` flattens them: a custom
+    `train_step` returning `{m.name: m.result() for m in self.metrics}` nests the compile
+    metrics' dict, whose entries become top-level keys (keys sorted, as Keras sorts them)."""
+    flat = {}
+    for name, value in sorted(logs.items()):
+        if isinstance(value, dict):
+            flat.update(float_logs(value))
+        else:
+            flat[name] = float(value)
+    return flat
 
 
 def _compile_stamp(model) -> tuple:

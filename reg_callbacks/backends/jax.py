@@ -37,7 +37,7 @@ from keras.src.backend.common import dtypes as keras_dtypes
 # reaches it (layers look it up as `keras.src.backend.random.dropout` on every call).
 from keras.src.backend.jax import random as keras_jax_random
 
-from reg_callbacks.backends import ScopedSwap, cached_for_model
+from reg_callbacks.backends import ScopedSwap, cached_for_model, float_logs
 
 # `train`'s loop computes no interval probes: it writes the weights back after each interval,
 # and the callbacks run their own jitted functions on them, as under `fit`.
@@ -202,7 +202,7 @@ def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
                 state, state[3], _arrays(x), _arrays(y), jnp.asarray(schedule)
             )
         _assign(model, state)
-        return _floats(logs), []
+        return float_logs(logs), []
 
     return run
 
@@ -225,7 +225,7 @@ def evaluator(model):
             _values(model.non_trainable_variables),
             _values(model.metrics_variables),
         )
-        return _floats(compiled(state, _arrays(x), _arrays(y)))
+        return float_logs(compiled(state, _arrays(x), _arrays(y)))
 
     return run
 
@@ -330,10 +330,6 @@ def _arrays(data):
     return keras.tree.map_structure(
         lambda t: t if isinstance(t, jax.Array) else jnp.asarray(np.asarray(t)), data
     )
-
-
-def _floats(logs) -> dict[str, float]:
-    return {name: float(value) for name, value in logs.items()}
 
 
 def hashed_dropout(inputs, rate, noise_shape=None, seed=None):

@@ -25,10 +25,16 @@ What makes `train` fast, measured with `benchmarks/bench_training.py` on a share
   Threefry, which XLA fuses into a few integer loops (~0.05-0.07 ms a step). Measured and
   rejected: Philox under XLA (~2x Threefry), a hand-written integer hash (no faster
   inside the step), and a plain graph (Keras's dropout runs there, ~4x slower).
-- `jit_compile="auto"` therefore means XLA, falling back to a plain graph only when a
-  layer has no XLA kernel: XLA was faster per step for every net measured. Its price is
-  compilation, ~2.5 s against ~0.8 s for a plain graph on 2-20-3-1: a single run shorter
-  than ~15 000 steps finishes sooner with `jit_compile=False`.
+- `jit_compile="auto"` chooses per model (`prefers_xla`): XLA for nets of dense layers,
+  where a step is a few small ops and XLA's fusion removes most of their per-op cost;
+  a plain graph, as Keras's own `"auto"` chooses on a CPU-only machine, for a model with
+  convolutions, attention or recurrent layers (or a layer that says it does not support
+  XLA), whose steps are dominated by large ops that TensorFlow's oneDNN kernels run far
+  faster than XLA's CPU code: a Conv1D net took ~25x `fit`'s time under XLA. With a GPU,
+  `"auto"` keeps XLA. XLA still falls back to a plain graph when a layer has no XLA
+  kernel. XLA's price is compilation, ~2.5 s against ~0.8 s for a plain graph on
+  2-20-3-1: a single run shorter than ~15 000 steps finishes sooner with
+  `jit_compile=False`.
 - One TensorFlow call an interval: a call costs ~0.5-2 ms on a 2-core CPU whatever it
   computes, so what the callbacks measure at an interval's end (`BiasVarianceCallback`'s
   forward pass, `GradientNormLogger`'s gradients, `RecorderCallback`'s step count) is
@@ -50,7 +56,7 @@ import tensorflow as tf
 # Keras's own TensorFlow dropout, to swap Threefry in under XLA: no public API reaches it.
 from keras.src.backend.tensorflow import random as keras_tf_random
 
-from reg_callbacks.backends import ScopedSwap, cached_for_model
+from reg_callbacks.backends import ScopedSwap, cached_for_model, float_logs
 
 RUNS_INTERVAL_PROBES = True
 
@@ -99,6 +105,23 @@ def graph_gradients(model, x, y, training=False, sample_weight=None) -> list:
 def graph_gradient_norms(model, x, y, groups, training=False):
     """Graph code: the norm of the gradients of each group of trainable variables."""
     squares = [tf.reduce_sum(tf.square(g)) for g in graph_gradients(model, x, y, training)]
+    return tf.stack(
+        [tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)])) for group in groups]
+    )
+
+
+def graph_batched_gradient_norms(model, batches, groups, training=False):
+    """Graph code: `graph_gradient_norms` over several `(x, y)` batches taken as one set: each
+    batch's gradient weighted by its share of the rows (the mean loss over all of them)."""
+    counts = [tf.cast(tf.shape(keras.tree.flatten(y)[0])[0], tf.float32) for _, y in batches]
+    total = tf.add_n(counts)
+    summed = None
+    for (x, y), count in zip(batches, counts, strict=True):
+        weighted = [g * (count / total) for g in graph_gradients(model, x, y, training)]
+        summed = (
+            weighted if summed is None else [a + b for a, b in zip(summed, weighted, strict=True)]
+        )
+    squares = [tf.reduce_sum(tf.square(g)) for g in summed]
     return tf.stack(
         [tf.sqrt(tf.add_n([squares[i] for i in group] or [tf.constant(0.0)])) for group in groups]
     )
@@ -173,25 +196,58 @@ def vectorized_costs(cost_at):
 def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):
     """`run(x, y, steps | batch_indices, *probe_inputs) -> (logs, probe values)`: an
     interval's train steps and then its probes, one compiled call; NumPy results."""
+    if jit_compile == "auto" and not prefers_xla(model):
+        jit_compile = False
     key = ("train", full_batch, probe_layout)
     steps_function = compiled_for_model(model, key, _steps_function, jit_compile=jit_compile)
 
     def run(x, y, schedule, *probe_inputs):
         logs, probed = steps_function(x, y, tf.constant(schedule), *probe_inputs)
-        return _floats(logs), [tf.nest.map_structure(np.asarray, values) for values in probed]
+        return float_logs(logs), [tf.nest.map_structure(np.asarray, values) for values in probed]
 
     return run
+
+
+def prefers_xla(model: keras.Model) -> bool:
+    """`jit_compile="auto"`'s choice for `model`'s training loop: XLA unless, on a machine
+    without a GPU, a layer is a convolution, attention or recurrent layer (a weight of rank 3
+    or more, a `keras.layers.RNN` or `MultiHeadAttention`), or any layer has
+    `supports_jit=False` (Keras's own LSTM and GRU on cuDNN say so)."""
+    layers = list(_all_layers(model))
+    if not all(getattr(layer, "supports_jit", True) for layer in layers):
+        return False
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    heavy = (keras.layers.RNN, keras.layers.MultiHeadAttention)
+    if any(isinstance(layer, heavy) for layer in layers):
+        return False
+    return all(len(variable.shape) < 3 for variable in model.weights)
+
+
+def _all_layers(layer, seen=None):
+    """The layer and every layer it holds, at any depth: a custom layer keeps its sublayers
+    as plain attributes (or lists and dicts of them), which `model.layers` does not list."""
+    seen = set() if seen is None else seen
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    yield layer
+    pending = list(vars(layer).values())
+    while pending:
+        value = pending.pop()
+        if isinstance(value, keras.layers.Layer):
+            yield from _all_layers(value, seen)
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
 
 
 def evaluator(model):
     """`evaluate(x, y) -> logs`, as `model.evaluate` computes them; a plain graph: run once
     an interval, it would not repay XLA's seconds of compilation."""
     evaluate = compiled_for_model(model, ("evaluate",), _evaluate_function, jit_compile=False)
-    return lambda x, y: _floats(evaluate(x, y))
-
-
-def _floats(logs) -> dict[str, float]:
-    return {name: float(value) for name, value in logs.items()}
+    return lambda x, y: float_logs(evaluate(x, y))
 
 
 def _steps_function(model_ref, full_batch: bool, probe_layout: tuple):

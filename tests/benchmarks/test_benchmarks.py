@@ -12,11 +12,6 @@ from support import REPO
 
 SCRIPT = REPO / "benchmarks" / "bench_training.py"
 CALLBACKS_SCRIPT = SCRIPT.parent / "bench_callbacks.py"
-CALLBACK_ROWS = (
-    "GradientNormLogger + BiasVarianceCallback",
-    "GradientNormLogger",
-    "BiasVarianceCallback",
-)
 VARIANTS = {"numpy", "fit", "train", "train+cb"}
 
 
@@ -31,7 +26,7 @@ def test_benchmark_smoke_run_writes_finite_ratios(tmp_path):
     command += ["--json", str(report_path), "--backends", ",".join(backends)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "train/NumPy" in done.stdout
+    assert "train/NumPy" in done.stdout and "train/fit" in done.stdout
     report = json.loads(report_path.read_text())
     assert {"machine", "iterations", "repeats", "log_every", "results"} <= set(report)
     rows = [(r["case"], r["backend"]) for r in report["results"]]
@@ -74,39 +69,37 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
 @pytest.mark.slow
 def test_callbacks_benchmark_smoke_run_prints_sane_ratios(tmp_path):
     report_path = tmp_path / "bench.json"
-    command = [sys.executable, str(CALLBACKS_SCRIPT), "--repeats", "2", "--epochs", "1"]
-    command += ["--samples", "64", "--eval-rows", "32", "--probe-batch", "16"]
-    command += ["--json", str(report_path)]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    kinds = ["structured tf.data", "conv1d timeseries"]
+    command = [sys.executable, str(CALLBACKS_SCRIPT), "--repeats", "2", "--scale", "0.05"]
+    command += ["--kinds", ",".join(kinds), "--json", str(report_path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _table_rows(done.stdout)
-    assert rows["callbacks"][:3] == ["fit ms/epoch", "+cb ms/epoch", "+cb/fit"]
-    for name in CALLBACK_ROWS:
-        fit_ms, cb_ms, ratio, pair_range, cpu_ratio = rows[name]
-        low, high = map(float, pair_range.split("-"))
-        numbers = [float(fit_ms), float(cb_ms), float(ratio), low, high, float(cpu_ratio)]
-        assert all(math.isfinite(value) and value > 0 for value in numbers), rows[name]
-        assert low <= float(ratio) <= high  # a median of the pairs lies within their range
+    assert rows["model"][2:5] == ["fit s/epoch", "+cb s/epoch", "+cb/fit"]
+    for name in kinds:
+        cells = rows[name]
+        low, high = map(float, cells[5].split("-"))
+        numbers = [float(cells[i]) for i in (2, 3, 4, 6, 7, 8, 9)] + [low, high]
+        assert all(math.isfinite(value) and value > 0 for value in numbers), cells
+        assert low <= float(cells[4]) <= high  # a median of the pairs lies within their range
     report = json.loads(report_path.read_text())
-    assert report["settings"]["repeats"] == 2 and report["weighted_layers"] > 50
+    assert [r["kind"] for r in report["results"]] == kinds
     for result in report["results"]:
-        # The callbacks did their work: a norm for every weighted layer, errors every epoch.
-        with_norms = "GradientNormLogger" in result["callbacks"]
-        with_errors = "BiasVarianceCallback" in result["callbacks"]
-        assert result["grad_norm_keys"] == (report["weighted_layers"] if with_norms else 0)
-        assert result["dev_error_epochs"] == (1 if with_errors else 0)
+        # The callbacks did their work: errors and gradient norms in the +cb fits' logs.
+        assert result["logged"] and len(result["pairs"]) == 2
+        assert result["peak_mb"]["fit"] > 100 and result["peak_mb"]["+cb"] > 100
 
 
-def test_callbacks_benchmark_refuses_more_eval_rows_than_samples(capsys, monkeypatch):
+def test_callbacks_benchmark_refuses_an_unknown_model_kind(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(CALLBACKS_SCRIPT.parent))  # it imports bench_training
     spec = importlib.util.spec_from_file_location("bench_callbacks", CALLBACKS_SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)
     spec.loader.exec_module(bench)
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--samples", "100", "--eval-rows", "200"])
+        bench.main(["--kinds", "mobilenet"])
     assert exit_info.value.code == 2
-    assert "--eval-rows must be at most --samples" in capsys.readouterr().err
+    assert "unknown kind(s) ['mobilenet']" in capsys.readouterr().err
 
 
 @pytest.mark.slow

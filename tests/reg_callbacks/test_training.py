@@ -407,7 +407,10 @@ def test_a_new_architecture_is_traced_once_per_function(moons, monkeypatch):
     train(model, x, y, iterations=40, log_every=20, validation_data=(x, y), callbacks=callbacks)
     counts = [function.experimental_get_tracing_count() for function in functions]
     assert counts.count(1) >= 2  # the loop and the evaluator at least
-    assert set(counts) <= {0, 1}  # 0: the plain-graph fallback XLA did not need
+    # 0: the plain-graph fallback XLA did not need. The gradient probe, larger than a
+    # gradient batch, is measured before training in batches whose last is shorter: its
+    # function is traced once per batch shape, and it is the only one traced twice.
+    assert set(counts) <= {0, 1, 2} and counts.count(2) <= 1
 
 
 @tensorflow_only(TF_CACHE)
