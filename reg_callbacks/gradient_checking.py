@@ -54,7 +54,7 @@ NOISE_STEPS = 100.0
 FLOAT32_EPSILON = 1e-3  # the step of a float32 check (the course's 1e-7 is below float32's noise)
 N_WORST = 10
 FOLLOW_UP_PARAMETERS = 256  # per-parameter comparisons on a variable whose directions disagree
-SAMPLED_PARAMETERS = 2  # ... and on each other variable (its largest gradient and one at random)
+SAMPLED_PARAMETERS = 1  # ... and on each other variable (its largest gradient)
 RETRIES = 2  # new directions drawn for a variable whose direction landed on a kink
 # Elements one call of perturbed forward passes may hold as parameter vectors (float64).
 _CHUNK_ELEMENTS = 2**22
@@ -187,8 +187,9 @@ def gradient_check(
             compiled one; required when the model is not compiled.
         mode: "directional" (the default) or "per_parameter" (the course's loop).
         directions: Random directions per variable in the directional mode, at least 1.
-        max_params: Per-parameter mode only: check this many parameters, drawn at random
-            (half spread evenly over the variables, half uniformly), not all.
+        max_params: At most this many parameters compared one by one. In the per-parameter
+            mode they are drawn at random (half spread evenly over the variables, half
+            uniformly); in the directional mode they are drawn from its follow-up.
         seed: Seed of the random directions and parameter samples.
 
     Returns:
@@ -220,21 +221,21 @@ def gradient_check(
         raise ValueError(f"model {model.name!r} has no trainable variables; nothing to check.")
     paths = variable_paths(model)
     reference = _to_numpy_nest(model.predict_on_batch(x))
-    notes: list[str] = []
     with _float64_view(model, loss) as view:
-        problem = view.problem(x, y, reference)
-    if problem is None:
-        with _float64_view(model, loss) as view:
-            return _run(view, model, x, y, paths, epsilon, mode, directions, max_params, seed, [])
-    notes.append(
-        f"float64 was impossible ({problem}); checked in float32 with epsilon "
-        f"{max(epsilon, FLOAT32_EPSILON):g} and float32's rounding noise"
-    )
+        problem = view.precision_problem(x, y)
+        if problem is None:
+            passes = _analytic_pass(view, x, y)
+            problem = passes.problem(reference)
+        if problem is None:
+            return _run(view, passes, paths, epsilon, mode, directions, max_params, seed, [])
+    epsilon = max(epsilon, FLOAT32_EPSILON)
+    notes = [
+        f"float64 was impossible ({problem}); checked in float32 with epsilon {epsilon:g} "
+        "and float32's rounding noise"
+    ]
     with _float32_view(model, loss) as view:
-        return _run(
-            view, model, x, y, paths, max(epsilon, FLOAT32_EPSILON), mode, directions,
-            max_params, seed, notes,
-        )
+        passes = _analytic_pass(view, x, y)
+        return _run(view, passes, paths, epsilon, mode, directions, max_params, seed, notes)
 
 
 def _check_args(model, x, epsilon, loss, mode, directions, max_params, seed) -> None:
@@ -258,11 +259,6 @@ def _check_args(model, x, epsilon, loss, mode, directions, max_params, seed) -> 
         raise ValueError(f"directions must be a positive integer; got {directions!r}.")
     if max_params is not None and not _positive_int(max_params):
         raise ValueError(f"max_params must be None or a positive integer; got {max_params!r}.")
-    if max_params is not None and mode != PER_PARAMETER:
-        raise ValueError(
-            f"max_params applies to mode='per_parameter' only; got mode={mode!r}. The "
-            "directional mode checks every variable and samples parameters itself."
-        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}.")
     if loss is None and not model.compiled:
@@ -293,6 +289,9 @@ class _View:
             if id(v) not in trainable and _is_floating(v.dtype)
         ]
         self.compile_loss = _compiled_loss(model, loss, dtype)
+        # Keras's own layers branch on no tensor in Python (they are written for JAX too);
+        # a user's layer or model may, as `fit` allows.
+        self.autograph = not all(_is_keras(type(layer)) for layer in _all_layers(model))
 
     def cost(self, values, x, y):
         model = self.model
@@ -312,39 +311,59 @@ class _View:
     def data(self, x, y):
         return _cast_floats(x, self.dtype), _cast_floats(y, self.dtype)
 
-    def problem(self, x, y, reference) -> str | None:
-        """Why this float64 view is not float64, or computes other outputs; None if fine."""
-        backend = backends.current()
+    def precision_problem(self, x, y) -> str | None:
+        """Why this view cannot compute in its dtype (a variable kept in a lower precision,
+        a cast in the traced cost); None if it can."""
         low = [v.path for v in self.variables if v.dtype != self.dtype]
         if low:
             return f"variables kept in lower precision: {', '.join(low)}"
-        x64, y64 = self.data(x, y)
-        demoted = backend.float64_demotions(self.cost, self.values(), x64, y64)
+        demoted = backends.current().float64_demotions(self.cost, self.values(), *self.data(x, y))
         if demoted:
             return f"these parts cast float64 to float32: {', '.join(demoted)}"
-        value, y_pred = backend.evaluate(self.cost, self.values(), x64, y64)
+        return None
+
+
+@dataclass
+class _AnalyticPass:
+    """The data and weights in the view's dtype, J there, the outputs, backprop's gradient."""
+
+    x: object
+    y: object
+    values: list
+    cost: object
+    y_pred: object
+    gradients: list
+
+    def problem(self, reference) -> str | None:
+        """Why these outputs are not float64 or differ from the model's; None if fine."""
+        to_numpy = backends.current().to_numpy
         wrong = [
             f"output {i} ({t.dtype})"
-            for i, t in enumerate(keras.tree.flatten(y_pred))
+            for i, t in enumerate(keras.tree.flatten(self.y_pred))
             if _is_floating(t.dtype) and not _is_float64(t.dtype)
         ]
-        if not _is_float64(value.dtype):
-            wrong.append(f"cost ({value.dtype})")
+        if not _is_float64(self.cost.dtype):
+            wrong.append(f"cost ({self.cost.dtype})")
         if wrong:
             return f"still in lower precision: {', '.join(wrong)}"
-        for want, have in zip(
-            keras.tree.flatten(reference), keras.tree.flatten(y_pred), strict=True
-        ):
-            want, have = np.asarray(want, np.float64), backend.to_numpy(have)
+        outputs = zip(keras.tree.flatten(reference), keras.tree.flatten(self.y_pred), strict=True)
+        for want, have in outputs:
+            want, have = np.asarray(want), to_numpy(have)
             if want.dtype.kind != "f":
                 continue
-            scale = 1.0 + np.max(np.abs(want), initial=0.0)
-            if not np.all(np.abs(want - have) <= 1e-3 * scale):
-                return (
-                    "the model's outputs in float64 differ from its float32 outputs by "
-                    f"{np.max(np.abs(want - have)):.3g}"
-                )
+            difference = np.max(np.abs(want - have), initial=0.0)
+            if not difference <= 1e-3 * (1.0 + np.max(np.abs(want), initial=0.0)):
+                return f"its outputs in float64 differ from its float32 ones by {difference:.3g}"
         return None
+
+
+def _analytic_pass(view, x, y) -> _AnalyticPass:
+    x_, y_ = view.data(x, y)
+    values = view.values()
+    cost, y_pred, grads = backends.current().value_and_gradients(
+        view.cost, values, x_, y_, autograph=view.autograph
+    )
+    return _AnalyticPass(x_, y_, values, cost, y_pred, grads)
 
 
 @contextlib.contextmanager
@@ -477,20 +496,26 @@ class _Compared:
     kink: np.ndarray
 
 
-def _run(view, model, x, y, paths, epsilon, mode, directions, max_params, seed, notes):
+def _run(view, passes, paths, epsilon, mode, directions, max_params, seed, notes):
     backend = backends.current()
-    x_, y_ = view.data(x, y)
-    values = view.values()
     shapes = [tuple(v.shape) for v in view.variables]
     sizes = [math.prod(s) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    value, _, grads = backend.value_and_gradients(view.cost, values, x_, y_)
     analytic = np.concatenate(
-        [np.zeros(size) if g is None else np.asarray(g, np.float64).reshape(-1)
-         for g, size in zip(grads, sizes, strict=True)]
+        [
+            np.zeros(size) if g is None else np.asarray(g, np.float64).reshape(-1)
+            for g, size in zip(passes.gradients, sizes, strict=True)
+        ]
     )
+    values, x_, y_ = passes.values, passes.x, passes.y
     theta = np.concatenate([backend.to_numpy(v).astype(np.float64).reshape(-1) for v in values])
-    costs = _Costs(backend.costs_at_points(view.cost, shapes, x_, y_, view.dtype), theta)
+    costs = _Costs(
+        backend.costs_at_points(view.cost, shapes, x_, y_, view.dtype, autograph=view.autograph),
+        backend.costs_at_parameters(
+            view.cost, shapes, x_, y_, view.dtype, autograph=view.autograph
+        ),
+        theta,
+    )
 
     # The determinism guard: J twice at the same weights, in the call the differences use.
     j0, j1 = costs.at_theta_twice()
@@ -508,10 +533,14 @@ def _run(view, model, x, y, paths, epsilon, mode, directions, max_params, seed, 
     if mode == DIRECTIONAL:
         along = _directional(costs, analytic, offsets, sizes, epsilon, sigma, directions, rng)
         follow = _follow_up(along, analytic, offsets, sizes, rng)
+        if max_params is not None and max_params < len(follow):
+            follow = np.sort(rng.choice(follow, size=max_params, replace=False))
     else:
         along = None
         follow = _sampled_parameters(sizes, max_params, rng)
-    singles = _per_parameter(costs, analytic, offsets, follow, epsilon, sigma)
+    singles = _per_parameter(
+        costs, analytic, offsets, follow, epsilon, sigma, batched=mode == PER_PARAMETER
+    )
     graded = along if along is not None else singles
     return _report(
         mode=mode, paths=paths, shapes=shapes, offsets=offsets, analytic=analytic,
@@ -524,8 +553,9 @@ def _run(view, model, x, y, paths, epsilon, mode, directions, max_params, seed, 
 class _Costs:
     """J at points of the flat parameter vector, evaluated in chunks of compiled calls."""
 
-    def __init__(self, costs_at_points, theta):
-        self.costs_at_points, self.theta = costs_at_points, theta
+    def __init__(self, costs_at_points, costs_at_parameters, theta):
+        self.costs_at_points, self.costs_at_parameters = costs_at_points, costs_at_parameters
+        self.theta = theta
         self.chunk = max(2, _CHUNK_ELEMENTS // max(1, len(theta)))
 
     def at_theta_twice(self):
@@ -546,15 +576,24 @@ class _Costs:
             out[start : start + len(block)] = at.reshape(len(steps), len(block)).T
         return out
 
-    def at_parameters(self, indices: np.ndarray, steps) -> np.ndarray:
-        """Like `along`, for the unit directions of the parameters at `indices`."""
+    def at_parameters(self, indices: np.ndarray, steps, batched: bool) -> np.ndarray:
+        """Like `along`, for the unit directions of the parameters at `indices`: batched
+        (the course's loop over many parameters, one vectorized call a chunk), or as points
+        (a few parameters of a large model, one forward pass each)."""
+        if not batched:
+            directions = np.zeros((len(indices), len(self.theta)))
+            directions[np.arange(len(indices)), indices] = 1.0
+            return self.along(directions, steps)
         out = np.empty((len(indices), len(steps)))
         per_call = max(1, self.chunk // len(steps))
         for start in range(0, len(indices), per_call):
             block = indices[start : start + per_call]
-            directions = np.zeros((len(block), len(self.theta)))
-            directions[np.arange(len(block)), block] = 1.0
-            out[start : start + len(block)] = self.along(directions, steps)
+            at = self.costs_at_parameters(
+                self.theta,
+                np.tile(block, len(steps)).astype(np.int64),
+                np.repeat(np.asarray(steps, np.float64), len(block)),
+            )
+            out[start : start + len(block)] = at.reshape(len(steps), len(block)).T
         return out
 
 
@@ -592,14 +631,23 @@ def _compare(costs_of, analytic, at_theta, epsilon, sigma):
 def _directional(costs, analytic, offsets, sizes, epsilon, sigma, directions, rng):
     owners, a_all, n_all, mis_all, kink_all = [], [], [], [], []
     wanted = np.full(len(sizes), directions)
-    for _ in range(1 + RETRIES):
+    for attempt in range(1 + RETRIES):
+        first = attempt == 0
         owner = np.repeat(np.arange(len(sizes)), wanted)
         if not len(owner):
             break
         units = np.zeros((len(owner), len(costs.theta)))
         for row, v in enumerate(owner):
             u = rng.standard_normal(sizes[v])
-            units[row, offsets[v] : offsets[v + 1]] = u / np.linalg.norm(u)
+            u /= np.linalg.norm(u)
+            gradient = analytic[offsets[v] : offsets[v + 1]]
+            if first and row == np.flatnonzero(owner == v)[0] and np.any(gradient):
+                # Half along backprop's own gradient: g . u is then of the size of |g|, not
+                # |g| / sqrt(size), far above the noise even in a large variable.
+                along_gradient = gradient / np.linalg.norm(gradient)
+                u = np.copysign(1.0, u @ along_gradient) * u + along_gradient
+                u /= np.linalg.norm(u)
+            units[row, offsets[v] : offsets[v + 1]] = u
         a = units @ analytic
 
         def costs_of(steps, rows=None, units=units):
@@ -618,7 +666,7 @@ def _directional(costs, analytic, offsets, sizes, epsilon, sigma, directions, rn
 def _follow_up(along, analytic, offsets, sizes, rng) -> np.ndarray:
     """Flat indices to compare one by one: up to `FOLLOW_UP_PARAMETERS` of each variable
     whose directions disagree (its largest gradients, and as many drawn at random), and
-    `SAMPLED_PARAMETERS` of each other one (its largest gradient, one at random)."""
+    `SAMPLED_PARAMETERS` of each other one (its largest gradients first)."""
     disagreeing = set(along.owner[along.mismatch].tolist())
     picked = []
     for v, size in enumerate(sizes):
@@ -650,11 +698,11 @@ def _sampled_parameters(sizes, max_params, rng) -> np.ndarray:
     return np.sort(np.concatenate([spread, uniform]))
 
 
-def _per_parameter(costs, analytic, offsets, indices, epsilon, sigma) -> _Compared:
+def _per_parameter(costs, analytic, offsets, indices, epsilon, sigma, batched) -> _Compared:
     owner = np.searchsorted(offsets, indices, side="right") - 1
 
     def costs_of(steps, rows=None):
-        return costs.at_parameters(indices if rows is None else indices[rows], steps)
+        return costs.at_parameters(indices if rows is None else indices[rows], steps, batched)
 
     numerical, mismatch, kink = _compare(costs_of, analytic[indices], costs.j0, epsilon, sigma)
     return _Compared(owner, analytic[indices], numerical, mismatch, kink)
@@ -678,7 +726,9 @@ def _report(*, mode, paths, shapes, offsets, analytic, graded, singles, checked,
     # Worst first; between near-equal errors, the variable nearest the output first.
     suspects.sort(key=lambda item: (-round(math.log10(per_variable[item[1]] + 1e-300), 2), -item[0]))
     relative_error = _relative_error(graded.analytic[used], graded.numerical[used])
-    verdict = LIKELY_BUG if suspects else LOOK_CLOSER if closer else FINE
+    verdict = LIKELY_BUG if suspects or math.isnan(relative_error) else (
+        LOOK_CLOSER if closer else FINE
+    )
 
     numerical = np.full(len(analytic), np.nan)
     kept = ~singles.kink
@@ -739,6 +789,10 @@ def _cast_floats(data, dtype):
 
 def _to_numpy_nest(data):
     return keras.tree.map_structure(np.asarray, data)
+
+
+def _is_keras(cls) -> bool:
+    return cls.__module__.split(".")[0] == "keras"
 
 
 def _is_float64(dtype) -> bool:

@@ -129,15 +129,10 @@ def float64_demotions(cost, values, x, y) -> list[str]:
     return _float64_demotions(jax.make_jaxpr(cost)(values, x, y).jaxpr)
 
 
-def evaluate(cost, values, x, y):
-    """`cost(values, x, y)` once, jitted."""
-    return jax.jit(cost)(values, x, y)
-
-
-def value_and_gradients(cost, values, x, y):
+def value_and_gradients(cost, values, x, y, autograph=True):
     """`(J, y_pred, dJ/dvalue for each value)` with `(J, y_pred) = cost(values, x, y)`."""
     (value, y_pred), grads = jax.jit(jax.value_and_grad(cost, has_aux=True))(list(values), x, y)
-    return float(value), y_pred, [np.asarray(g) for g in grads]
+    return value, y_pred, [np.asarray(g) for g in grads]
 
 
 def _float64_demotions(jaxpr) -> list[str]:
@@ -157,7 +152,7 @@ def _float64_demotions(jaxpr) -> list[str]:
     return list(dict.fromkeys(places))
 
 
-def costs_at_points(cost, shapes, x, y, dtype):
+def costs_at_points(cost, shapes, x, y, dtype, autograph=True):
     """`costs(points)`: J at each row of `points` (flat parameter vectors), one jitted call.
 
     One pass after another inside the compiled loop (`lax.map`), not a `vmap`: batching
@@ -174,6 +169,28 @@ def costs_at_points(cost, shapes, x, y, dtype):
 
     run = jax.jit(lambda points: jax.lax.map(at, points))
     return lambda points: np.asarray(run(jnp.asarray(points, dtype)), np.float64)
+
+
+def costs_at_parameters(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(theta, indices, steps)`: J with the parameter at each flat index moved by its
+    step, one jitted `lax.map` over all pairs (the course's loop)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    splits = [int(i) for i in np.cumsum(sizes)[:-1]]
+    n_params = sum(sizes)
+
+    def at(theta, pair):
+        index, step = pair
+        point = theta + step * jax.nn.one_hot(index, n_params, dtype=theta.dtype)
+        parts = jnp.split(point, splits) if splits else [point]
+        return cost([p.reshape(s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
+
+    run = jax.jit(lambda theta, indices, steps: jax.lax.map(lambda p: at(theta, p), (indices, steps)))
+
+    def costs(theta, indices, steps):
+        values = run(jnp.asarray(theta, dtype), jnp.asarray(indices), jnp.asarray(steps, dtype))
+        return np.asarray(values, np.float64)
+
+    return costs
 
 
 def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):

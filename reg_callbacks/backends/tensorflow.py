@@ -157,19 +157,14 @@ def float64_demotions(cost, values, x, y) -> list[str]:
     return []
 
 
-def evaluate(cost, values, x, y):
-    """`cost(values, x, y)` once, in a `tf.function` (as under `fit`)."""
-    return tf.function(cost)(values, x, y)
-
-
-def value_and_gradients(cost, values, x, y):
+def value_and_gradients(cost, values, x, y, autograph=True):
     """`(J, y_pred, dJ/dvalue for each value)` with `(J, y_pred) = cost(values, x, y)`.
 
     Inside tf.function, as under fit: a custom gradient over a layer's weight (a
     `tf.custom_gradient` given the variable itself) works only in graph mode.
     """
 
-    @tf.function
+    @tf.function(autograph=autograph)
     def run(values, x, y):
         with tf.GradientTape() as tape:
             tape.watch(values)
@@ -177,10 +172,10 @@ def value_and_gradients(cost, values, x, y):
         return value, y_pred, tape.gradient(value, values)
 
     value, y_pred, grads = run(list(values), x, y)
-    return float(value), y_pred, [None if g is None else to_numpy(g) for g in grads]
+    return value, y_pred, [None if g is None else to_numpy(g) for g in grads]
 
 
-def costs_at_points(cost, shapes, x, y, dtype):
+def costs_at_points(cost, shapes, x, y, dtype, autograph=True):
     """`costs(points)`: J at each row of `points` (flat parameter vectors), one compiled call.
 
     A loop of forward passes (`tf.map_fn`), not `vectorized_map`: batching passes that each
@@ -193,11 +188,41 @@ def costs_at_points(cost, shapes, x, y, dtype):
         parts = tf.split(point, sizes) if len(sizes) > 1 else [point]
         return cost([tf.reshape(p, s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, sum(sizes)], dtype)])
+    @tf.function(input_signature=[tf.TensorSpec([None, sum(sizes)], dtype)], autograph=autograph)
     def run(points):
         return tf.map_fn(at, points, fn_output_signature=dtype, parallel_iterations=2)
 
     return lambda points: run(tf.constant(points, dtype)).numpy().astype(np.float64)
+
+
+def costs_at_parameters(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(indices, steps)`: J with the parameter at each flat index moved by its step,
+    one compiled call over all pairs, vectorized (`tf.vectorized_map`): the course's loop,
+    where each pass perturbs one parameter, as batched matrix products."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    n_params = sum(sizes)
+
+    def at(index, step, theta):
+        point = theta + step * tf.one_hot(index, n_params, dtype=dtype)
+        parts = tf.split(point, sizes) if len(sizes) > 1 else [point]
+        return cost([tf.reshape(p, s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([n_params], dtype),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None], dtype),
+        ],
+        autograph=autograph,
+    )
+    def run(theta, indices, steps):
+        return tf.vectorized_map(lambda pair: at(*pair, theta), (indices, steps))
+
+    def costs(theta, indices, steps):
+        result = run(tf.constant(theta, dtype), tf.constant(indices), tf.constant(steps, dtype))
+        return result.numpy().astype(np.float64)
+
+    return costs
 
 
 def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):

@@ -121,9 +121,9 @@ def test_correct_three_layer_net_is_fine(batch):
     assert report.relative_error < 1e-6
     assert report.verdict == FINE and report.suspect_layers == []
     assert report.n_params == 4 * 5 + 5 + 5 * 3 + 3 + 3 + 1
-    # Every variable along two directions; two parameters of each one by one (one bias has 1).
+    # Every variable along two directions, then its largest gradient one by one.
     assert report.n_variables == 6 and report.n_directions == 12
-    assert report.n_checked == 11 and report.mode == "directional"
+    assert report.n_checked == 6 and report.mode == "directional"
     assert list(report.per_variable) == [
         f"{layer}/{name}"
         for layer in ("hidden_1", "broken_dense", "output")
@@ -215,11 +215,10 @@ def test_max_params_checks_a_seeded_subset(batch):
         ({"seed": "zero"}, "seed"),
         ({"mode": "all"}, "mode"),
         ({"directions": 0}, "directions"),
-        ({"max_params": 10}, "max_params"),  # the directional mode samples itself
     ],
 )
 def test_bad_arguments_name_the_argument(batch, kwargs, name):
-    with pytest.raises(ValueError, match=rf"^{name} (must be|applies)"):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
         gradient_check(three_layer_net(), *batch, **kwargs)
 
 
