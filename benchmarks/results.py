@@ -9,7 +9,8 @@ with the command that measured it, the day and the machine's load:
   table and what the sweep prints disagree.
 - `topics`: each topic's own numbers from the same sweep (every run's `summary.json`): the
   figures its docstring's claim is about, for its defaults.
-- the benchmarks (`training`, `callbacks`, `sweep-throughput`, `recording`, `experiments`),
+- the benchmarks (`training`, `callbacks`, `sweep-throughput`, `recording`, `gradient-check`,
+  `experiments`),
   each run only when named in `--benchmarks` (minutes each); a section not run again is
   kept as it was. A benchmark's `--json` report carries the `table` it printed, which is
   what lands here.
@@ -76,6 +77,13 @@ BENCHMARKS = {
         "What recording costs a course run",
         "A course run with and without its datasets and its model logged to MLflow "
         "(`bare` stubs dataset logging out); `--no-log-model` is the `datasets` row.",
+    ),
+    "gradient-check": (
+        "bench_gradient_check.py",
+        "Gradient checking: the default against the course's loop",
+        "`gradient_check`'s default (every variable along random directions, then parameters "
+        "one by one where it matters) against `mode=\"per_parameter\"` (the course's loop) on "
+        "models as people write them, back to back.",
     ),
     "experiments": (
         "bench_experiments.py",

@@ -2,7 +2,8 @@
 
 The course checks backprop by the two-sided difference (J(θ + ε) − J(θ − ε)) / 2ε with
 ε = 1e-7 and the relative error ‖g − g̃‖ / (‖g‖ + ‖g̃‖): ~1e-7 is fine, ~1e-3 is a bug. Here
-`reg_callbacks.gradient_check` does it for Keras models in float64 on the course's own cases
+`reg_callbacks.gradient_check(..., mode="per_parameter")` does it (the course's loop over
+every parameter) for Keras models in float64 on the course's own cases
 (its `gradient_check_n_test_case`: `np.random.seed(1)`, x 4×3, y = [1, 1, 0], a 4→5→3→1
 ReLU/ReLU/sigmoid net with normal weights), against the course's numbers:
 
@@ -55,6 +56,7 @@ from experiments.harness.runner import tracked_run
 Case = Literal["all", "1d", "net", "l2", "broken", "trained"]
 CASES = ("1d", "net", "l2", "broken", "trained")
 TRAINED_ITERATIONS = 2000  # full-batch steps of the `trained` case, at learning rate 1
+COURSE_LOOP = "per_parameter"  # gradient_check's mode: the course's loop over every parameter
 COURSE = {"1d": 2.919335883291695e-10, "net": 1.1890913022840002e-07, "broken": 0.2850931567761624}
 
 
@@ -212,10 +214,10 @@ def trained_check(cfg: Config) -> dict:
     )
     model.compile(keras.optimizers.SGD(1.0), "binary_crossentropy")
     probe = x[:32], y[:32]
-    at_init = gradient_check(model, *probe, cfg.epsilon)
+    at_init = gradient_check(model, *probe, cfg.epsilon, mode=COURSE_LOOP)
     train(model, x, y, iterations=TRAINED_ITERATIONS, log_every=TRAINED_ITERATIONS)
     return {
-        "report": gradient_check(model, *probe, cfg.epsilon),
+        "report": gradient_check(model, *probe, cfg.epsilon, mode=COURSE_LOOP),
         "at_init": at_init,
         "largest_weight": float(abs(model.get_layer("clipped").kernel.numpy()).max()),
     }
@@ -267,6 +269,7 @@ def one_dimensional(epsilon: float):
         np.zeros((1, 1)),
         epsilon,
         loss=lambda _, y_pred: keras.ops.mean(y_pred),
+        mode=COURSE_LOOP,
     )
 
 
@@ -291,19 +294,23 @@ def course_check(case: str, cfg: Config, data: DataSplit, weights: dict) -> dict
     if case == "net":
         model = build_model(weights)
         return {
-            "report": gradient_check(model, x, y, cfg.epsilon),
-            "course_cost": gradient_check(model, x, y, cfg.epsilon, loss=course_cost),
+            "report": gradient_check(model, x, y, cfg.epsilon, mode=COURSE_LOOP),
+            "course_cost": gradient_check(
+                model, x, y, cfg.epsilon, loss=course_cost, mode=COURSE_LOOP
+            ),
         }
     if case == "l2":
         factor = cfg.lambd / (2 * len(x))  # λ/(2m)·Σ‖W‖² = Keras L2(λ/(2m))
-        report = gradient_check(build_model(weights, l2=factor), x, y, cfg.epsilon)
+        model = build_model(weights, l2=factor)
+        report = gradient_check(model, x, y, cfg.epsilon, mode=COURSE_LOOP)
         penalty = factor * sum(float(np.sum(weights[f"kernel_{i}"] ** 2)) for i in (1, 2, 3))
         return {
             "report": report,
             "penalty": penalty,
             "cost_without_penalty": numpy_cost(weights, x, y),
         }
-    return {"report": gradient_check(build_model(weights, broken=True), x, y, cfg.epsilon)}
+    broken = build_model(weights, broken=True)
+    return {"report": gradient_check(broken, x, y, cfg.epsilon, mode=COURSE_LOOP)}
 
 
 def run(cfg: Config, **where) -> dict:

@@ -1,8 +1,11 @@
 """Keras models written the way public Keras examples write them, with synthetic data.
 
-Nothing here follows the library's conventions: custom layers take no `**kwargs` and have
-no `get_config`, a trainer subclass has its own `train_step`, inputs come as `tf.data`
-dicts. Tests and benchmarks use them to try the library on code it never saw.
+Nothing here follows the library's conventions, on purpose: custom layers whose `__init__`
+takes only its own arguments and no `get_config`, subclassed models with no `get_config`, a
+"trainer" model wrapping another, a trainer subclass with its own `train_step`, dict inputs
+keyed unlike their `Input` names (and as `tf.data` dicts), adapted preprocessing layers, and
+conv nets at the sizes people train. Tests and benchmarks use them to try the library on
+code it never saw. Nothing is downloaded: the data is synthetic but learnable.
 """
 
 from __future__ import annotations
@@ -209,3 +212,311 @@ def tabular_like(rows: int, n_features: int = 8, seed: int = 0):
     x = rng.normal(size=(rows, n_features)).astype("float32")
     y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
     return x, y
+
+
+# ---------------------------------------------------------------------------------------
+# Gradient checking (issue 24): one model per way a checker can refuse, crash on, or
+# misjudge a model that `fit` trains.
+# ---------------------------------------------------------------------------------------
+
+
+def _rng(seed):
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _binary(rng, n, *shape):
+    x = rng.normal(size=(n, *shape)).astype("float32")
+    return x, (x.reshape(n, -1)[:, :1] > 0).astype("float32")
+
+
+class ScaledDense(keras.layers.Layer):
+    """A custom layer as tutorials write it: `__init__` takes its own arguments only."""
+
+    def __init__(self, units, scale):
+        super().__init__()
+        self.units, self.scale = units, scale
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros")
+
+    def call(self, inputs):
+        return self.scale * keras.ops.tanh(keras.ops.matmul(inputs, self.w) + self.b)
+
+
+def custom_layer_without_kwargs(seed=0):
+    rng = _rng(seed)
+    inputs = keras.Input((5,))
+    hidden = ScaledDense(6, scale=1.5)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid")(hidden))
+    model.compile("adam", "binary_crossentropy")
+    x, y = _binary(rng, 16, 5)
+    model(x)
+    return model, x, y
+
+
+class QuickstartModel(keras.Model):
+    """TensorFlow's quickstart for experts: `__init__(self)`, no `get_config`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = keras.layers.Conv2D(4, 3, activation="relu")
+        self.flatten = keras.layers.Flatten()
+        self.d1 = keras.layers.Dense(8, activation="relu")
+        self.d2 = keras.layers.Dense(3)
+
+    def call(self, x):
+        x = self.conv1(x)
+        x = self.flatten(x)
+        x = self.d1(x)
+        return self.d2(x)
+
+
+def subclassed_quickstart(seed=0):
+    rng = _rng(seed)
+    model = QuickstartModel()
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    x = rng.normal(size=(8, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, size=(8,))
+    model(x)
+    return model, x, y
+
+
+class Mlp(keras.Model):
+    """A subclassed model whose `__init__` takes an argument, and no `get_config`."""
+
+    def __init__(self, hidden_units):
+        super().__init__()
+        self.hidden = [keras.layers.Dense(n, activation="tanh") for n in hidden_units]
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return self.out(x)
+
+
+def subclassed_with_argument(seed=0):
+    rng = _rng(seed)
+    model = Mlp([6, 4])
+    model.compile("adam", "mse")
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    model(x)
+    return model, x, y
+
+
+class Trainer(keras.Model):
+    """The "trainer" pattern of Keras's examples: a model that wraps another, its own `call`
+    adding to what the wrapped model computes (here a learned temperature on the logits)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.temperature = self.add_weight(shape=(), initializer="ones", name="temperature")
+
+    def call(self, x):
+        return self.model(x) / self.temperature
+
+
+def trainer_wrapping_a_model(seed=0):
+    rng = _rng(seed)
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3)]
+    )
+    model = Trainer(inner)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = rng.integers(0, 3, size=(16,))
+    model(x)
+    return model, x, y
+
+
+def dict_inputs_named_unlike_their_keys(seed=0):
+    """Inputs named `age_in` and `income_in`, fed as {"age": ..., "income": ...}: Keras maps
+    a dict to inputs by order when the names do not match (with a warning) and `fit` trains."""
+    rng = _rng(seed)
+    age, income = keras.Input((1,), name="age_in"), keras.Input((2,), name="income_in")
+    merged = keras.layers.Concatenate()([age, income])
+    hidden = keras.layers.Dense(4, activation="tanh")(merged)
+    model = keras.Model({"age": age, "income": income}, keras.layers.Dense(1)(hidden))
+    model.compile("adam", "mse")
+    x = {
+        "age": rng.normal(size=(16, 1)).astype("float32"),
+        "income": rng.normal(size=(16, 2)).astype("float32"),
+    }
+    y = rng.normal(size=(16, 1)).astype("float32")
+    model(x)
+    return model, x, y
+
+
+def adapted_normalization(seed=0):
+    """A `Normalization` layer adapted to the data (its mean and variance are not weights)."""
+    rng = _rng(seed)
+    x = (rng.normal(size=(32, 3)) * [1.0, 10.0, 100.0] + [0.0, 5.0, -50.0]).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    model = keras.Sequential(
+        [keras.Input((3,)), norm, keras.layers.Dense(4, "tanh"), keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile("adam", "binary_crossentropy")
+    return model, x, y
+
+
+def multi_head_attention(seed=0):
+    """Keras's own `MultiHeadAttention` over a short sequence (JAX casts inside it)."""
+    rng = _rng(seed)
+    inputs = keras.Input((5, 8))
+    attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs)
+    pooled = keras.layers.GlobalAveragePooling1D()(attended)
+    model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid")(pooled))
+    model.compile("adam", "binary_crossentropy")
+    x, y = _binary(rng, 8, 5, 8)
+    model(x)
+    return model, x, y
+
+
+def xception_style(seed=0):
+    """Keras's "image classification from scratch" example, shrunk: separable convs, batch
+    norm, residual adds (trained briefly so batch norm's statistics are the data's)."""
+    rng = _rng(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    previous = x
+    for size in (16, 24):
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.SeparableConv2D(size, 3, padding="same")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.SeparableConv2D(size, 3, padding="same")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = keras.layers.Conv2D(size, 1, strides=2, padding="same")(previous)
+        x = keras.layers.add([x, residual])
+        previous = x
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "binary_crossentropy")
+    x_data, y_data = _binary(rng, 16, 16, 16, 3)
+    model.fit(x_data, y_data, epochs=2, batch_size=8, verbose=0)
+    return model, x_data[:8], y_data[:8]
+
+
+def tiny_hidden_gradients(seed=0, output_scale=1e-7):
+    """A correct 4 -> 1 -> 1 net whose output weight is scaled down: the hidden layer's
+    gradients are `output_scale` times their usual size."""
+    rng = _rng(seed)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(1, "tanh"), keras.layers.Dense(1, "sigmoid")]
+    )
+    model.compile("sgd", "binary_crossentropy")
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel * output_scale, bias])
+    x, y = _binary(rng, 16, 4)
+    return model, x, y
+
+
+def conv1d_relu(seed=0):
+    """Conv1D -> BatchNorm -> ReLU, twice, on a batch of sequences: ReLUs switch near 0."""
+    rng = _rng(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 2)),
+            keras.layers.Conv1D(8, 5, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv1D(8, 5, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1, "sigmoid"),
+        ]
+    )
+    model.compile("adam", "binary_crossentropy")
+    x, y = _binary(rng, 32, 32, 2)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    return model, x[:16], y[:16]
+
+
+def residual_convnet(seed=0, batch=8):
+    """A ~230k-parameter residual conv net on 32x32x3 images (CIFAR-sized), batch norm after
+    every convolution: the size of the nets people train on a laptop."""
+    rng = _rng(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    for filters in (32, 64, 96):
+        shortcut = keras.layers.Conv2D(filters, 1, strides=2, use_bias=False)(x)
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.add([x, shortcut])
+        x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x_data = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
+    y_data = rng.integers(0, 10, size=(batch,))
+    model(x_data)
+    return model, x_data, y_data
+
+
+def mnist_convnet_batch(seed=0, batch=8):
+    """`mnist_convnet` above (Keras's "simple MNIST convnet") on `batch` images: `(model, x, y)`."""
+    keras.utils.set_random_seed(seed)
+    x, y = mnist_like(batch, seed)
+    return mnist_convnet(), x, y
+
+
+def mobilenet_small(seed=0, batch=8):
+    """`keras.applications.MobileNet(alpha=0.25, weights=None)` on 32x32 images."""
+    rng = _rng(seed)
+    model = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(batch,))
+    model.fit(x, y, epochs=1, verbose=0)  # batch norm statistics of the data, as after training
+    return model, x, y
+
+
+def mlp_10k(seed=0, batch=64):
+    """A 20 -> 200 -> 30 -> 1 MLP: about 10k parameters."""
+    rng = _rng(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(200, "relu"),
+            keras.layers.Dense(30, "relu"),
+            keras.layers.Dense(1, "sigmoid"),
+        ]
+    )
+    model.compile("adam", "binary_crossentropy")
+    x, y = _binary(rng, batch, 20)
+    return model, x, y
+
+
+GRADIENT_CHECK_EXAMPLES = {
+    "custom_layer_without_kwargs": custom_layer_without_kwargs,
+    "subclassed_quickstart": subclassed_quickstart,
+    "subclassed_with_argument": subclassed_with_argument,
+    "trainer_wrapping_a_model": trainer_wrapping_a_model,
+    "dict_inputs_named_unlike_their_keys": dict_inputs_named_unlike_their_keys,
+    "adapted_normalization": adapted_normalization,
+    "multi_head_attention": multi_head_attention,
+    "xception_style": xception_style,
+    "tiny_hidden_gradients": tiny_hidden_gradients,
+    "conv1d_relu": conv1d_relu,
+}

@@ -10,8 +10,13 @@ calls them through `current()`, so callbacks stay backend-neutral:
   trainable-variable indices of those gradients, as one NumPy vector.
 - `forward(model, *inputs)`: `model(x, training=False)` for each input, as NumPy nests.
 - `to_numpy(value)`: a tensor, variable or gradient as a NumPy array.
-- For `gradient_check`: `float64_scope()` (where float64 is allowed),
-  `analytic_gradient(model, variables, x, y, cost)` and `vectorized_costs(cost_at)`.
+- For `gradient_check`, on a stateless `cost(values, x, y) -> (J, y_pred)`: `float64_scope()`
+  (where float64 is allowed), `float64_demotions(cost, values, x, y)` (casts to float32 in
+  the traced cost, by name), `value_and_gradients(...)` and
+  `costs_at_points(cost, shapes, x, y, dtype)` (J at many flat parameter vectors) and
+  `costs_at_parameters(...)` (J with one parameter moved, for many, the course's loop);
+  each takes `autograph=False` when the model is Keras's own layers only (TensorFlow then
+  traces without converting their Python, most of a trace's time).
 - For `train`: `interval_runner(model, full_batch, probe_layout, jit_compile)`,
   `evaluator(model)`, and `RUNS_INTERVAL_PROBES`: whether the runner computes the
   callbacks' interval probes inside its compiled call (then `graph_gradient_norms(model, x,

@@ -126,26 +126,14 @@ def float64_scope():
                 keras_dtypes.BIT64_TO_BIT32_DTYPE["float64"] = _KERAS_FLOAT64_PROMOTION
 
 
-def analytic_gradient(model, variables, x, y, cost):
-    """`(J, y_pred, dJ/dv for v in variables)` with `(y_pred, J) = cost(model, x, y)`."""
-    perturbed = {id(v) for v in variables}
-    frozen = [(v, v.value) for v in model.variables if id(v) not in perturbed]
+def float64_demotions(cost, values, x, y) -> list[str]:
+    """Where the traced cost casts float64 to float32, by Keras name scope, in order."""
+    return _float64_demotions(jax.make_jaxpr(cost)(values, x, y).jaxpr)
 
-    def stateless_cost(values, x, y):
-        mapping = list(zip(variables, values, strict=True)) + frozen
-        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
-            y_pred, value = cost(model, x, y)
-        return value, y_pred
 
-    values = _values(variables)
-    demoted = _float64_demotions(jax.make_jaxpr(stateless_cost)(values, x, y).jaxpr)
-    if demoted:
-        raise RuntimeError(
-            "gradient_check could not run the model in float64 on JAX: these parts cast "
-            f"float64 to float32: {', '.join(demoted)}. Make them follow their inputs' dtype "
-            "(or the layer's dtype policy)."
-        )
-    (value, y_pred), grads = jax.jit(jax.value_and_grad(stateless_cost, has_aux=True))(values, x, y)
+def value_and_gradients(cost, values, x, y, autograph=True):
+    """`(J, y_pred, dJ/dvalue for each value)` with `(J, y_pred) = cost(values, x, y)`."""
+    (value, y_pred), grads = jax.jit(jax.value_and_grad(cost, has_aux=True))(list(values), x, y)
     return value, y_pred, [np.asarray(g) for g in grads]
 
 
@@ -166,16 +154,45 @@ def _float64_demotions(jaxpr) -> list[str]:
     return list(dict.fromkeys(places))
 
 
-def vectorized_costs(cost_at):
-    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one jitted `lax.map`.
+def costs_at_points(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(points)`: J at each row of `points` (flat parameter vectors), one jitted call.
 
-    One pass after another inside the compiled loop, not a `vmap`: batching passes that each
-    perturb a different weight batches the weights themselves, and XLA's CPU code for a
-    convolution with a kernel per batch element needs memory per element (tens of GB on
-    MobileNet); on an MLP the loop was faster too.
+    One pass after another inside the compiled loop (`lax.map`), not a `vmap`: batching
+    passes that each use other weights batches the weights themselves, and XLA's CPU code
+    for a convolution with a kernel per batch element needs memory per element (tens of GB
+    on MobileNet); on an MLP the loop was faster too.
     """
-    costs_at = jax.jit(lambda indices, steps: jax.lax.map(lambda a: cost_at(*a), (indices, steps)))
-    return lambda indices, steps: np.asarray(costs_at(jnp.asarray(indices), jnp.asarray(steps)))
+    sizes = [math.prod(shape) for shape in shapes]
+    splits = [int(i) for i in np.cumsum(sizes)[:-1]]
+
+    def at(point):
+        parts = jnp.split(point, splits) if splits else [point]
+        return cost([p.reshape(s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
+
+    run = jax.jit(lambda points: jax.lax.map(at, points))
+    return lambda points: np.asarray(run(jnp.asarray(points, dtype)), np.float64)
+
+
+def costs_at_parameters(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(theta, indices, steps)`: J with the parameter at each flat index moved by its
+    step, one jitted `lax.map` over all pairs (the course's loop)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    splits = [int(i) for i in np.cumsum(sizes)[:-1]]
+    n_params = sum(sizes)
+
+    def at(theta, pair):
+        index, step = pair
+        point = theta + step * jax.nn.one_hot(index, n_params, dtype=theta.dtype)
+        parts = jnp.split(point, splits) if splits else [point]
+        return cost([p.reshape(s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
+
+    run = jax.jit(lambda theta, indices, steps: jax.lax.map(lambda p: at(theta, p), (indices, steps)))
+
+    def costs(theta, indices, steps):
+        values = run(jnp.asarray(theta, dtype), jnp.asarray(indices), jnp.asarray(steps, dtype))
+        return np.asarray(values, np.float64)
+
+    return costs
 
 
 def interval_runner(model, full_batch: bool, probe_layout: tuple, jit_compile):

@@ -157,38 +157,93 @@ def _forward_function(model_ref):
 
 @contextlib.contextmanager
 def float64_scope():
-    """TensorFlow computes in float64 whenever asked: nothing to switch on."""
-    yield
+    """TensorFlow computes in float64 whenever asked; inside the block, graphs first run are
+    optimized without Grappler's remapper, whose oneDNN fusions skip float64 ops and log
+    "Not handling type DT_DOUBLE" to stderr for each (dozens of lines a check).
+
+    The remapper only fuses ops for speed; the option is process-wide, so a graph another
+    thread first runs meanwhile is optimized without it too (as fast, or nearly).
+    """
+    options = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({**options, "remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {**options, "remapping": options.get("remapping", True)}
+        )
 
 
-def analytic_gradient(model, variables, x, y, cost):
-    """`(J, y_pred, dJ/dv for v in variables)` with `(y_pred, J) = cost(model, x, y)`.
+def float64_demotions(cost, values, x, y) -> list[str]:
+    """Where the traced cost casts float64 to float32: TensorFlow computes in the dtypes it
+    is given, so a cast shows in the cost's and outputs' dtypes instead (checked there)."""
+    return []
+
+
+def value_and_gradients(cost, values, x, y, autograph=True):
+    """`(J, y_pred, dJ/dvalue for each value)` with `(J, y_pred) = cost(values, x, y)`.
 
     Inside tf.function, as under fit: a custom gradient over a layer's weight (a
     `tf.custom_gradient` given the variable itself) works only in graph mode.
     """
 
-    @tf.function
-    def cost_and_gradients(x, y):
+    @tf.function(autograph=autograph)
+    def run(values, x, y):
         with tf.GradientTape() as tape:
-            y_pred, value = cost(model, x, y)
-        return value, y_pred, tape.gradient(value, variables)
+            tape.watch(values)
+            value, y_pred = cost(values, x, y)
+        return value, y_pred, tape.gradient(value, values)
 
-    value, y_pred, grads = cost_and_gradients(x, y)
+    value, y_pred, grads = run(list(values), x, y)
     return value, y_pred, [None if g is None else to_numpy(g) for g in grads]
 
 
-def vectorized_costs(cost_at):
-    """`costs(indices, steps)`: `cost_at(index, step)` for each pair, one compiled call."""
+def costs_at_points(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(points)`: J at each row of `points` (flat parameter vectors), one compiled call.
+
+    A loop of forward passes (`tf.map_fn`), not `vectorized_map`: batching passes that each
+    use other weights batches the weights themselves, which turns a convolution into one
+    per pass, with far more memory and no gain on CPU.
+    """
+    sizes = [int(np.prod(shape)) for shape in shapes]
+
+    def at(point):
+        parts = tf.split(point, sizes) if len(sizes) > 1 else [point]
+        return cost([tf.reshape(p, s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, sum(sizes)], dtype)], autograph=autograph)
+    def run(points):
+        return tf.map_fn(at, points, fn_output_signature=dtype, parallel_iterations=2)
+
+    return lambda points: run(tf.constant(points, dtype)).numpy().astype(np.float64)
+
+
+def costs_at_parameters(cost, shapes, x, y, dtype, autograph=True):
+    """`costs(indices, steps)`: J with the parameter at each flat index moved by its step,
+    one compiled call over all pairs, vectorized (`tf.vectorized_map`): the course's loop,
+    where each pass perturbs one parameter, as batched matrix products."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    n_params = sum(sizes)
+
+    def at(index, step, theta):
+        point = theta + step * tf.one_hot(index, n_params, dtype=dtype)
+        parts = tf.split(point, sizes) if len(sizes) > 1 else [point]
+        return cost([tf.reshape(p, s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float64)]
+        input_signature=[
+            tf.TensorSpec([n_params], dtype),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None], dtype),
+        ],
+        autograph=autograph,
     )
-    def costs_at(indices, steps):
-        return tf.vectorized_map(lambda args: cost_at(*args), (indices, steps))
+    def run(theta, indices, steps):
+        return tf.vectorized_map(lambda pair: at(*pair, theta), (indices, steps))
 
-    def costs(indices, steps):
-        return costs_at(tf.constant(indices, tf.int64), tf.constant(steps, tf.float64)).numpy()
+    def costs(theta, indices, steps):
+        result = run(tf.constant(theta, dtype), tf.constant(indices), tf.constant(steps, dtype))
+        return result.numpy().astype(np.float64)
 
     return costs
 

@@ -6,10 +6,16 @@ naming that layer and no other.
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import keras
+import model_zoo
 import numpy as np
+import public_examples
 import pytest
+from model_zoo import CASES, CustomGradientDense, binary_labelled
 
 from reg_callbacks.gradient_checking import (
     FINE,
@@ -114,7 +120,10 @@ def test_correct_three_layer_net_is_fine(batch):
     print(f"3-layer net: relative error {report.relative_error:.2e}")
     assert report.relative_error < 1e-6
     assert report.verdict == FINE and report.suspect_layers == []
-    assert report.n_params == report.n_checked == 4 * 5 + 5 + 5 * 3 + 3 + 3 + 1
+    assert report.n_params == 4 * 5 + 5 + 5 * 3 + 3 + 3 + 1
+    # Every variable along two directions, then its largest gradient one by one.
+    assert report.n_variables == 6 and report.n_directions == 12
+    assert report.n_checked == 6 and report.mode == "directional"
     assert list(report.per_variable) == [
         f"{layer}/{name}"
         for layer in ("hidden_1", "broken_dense", "output")
@@ -126,8 +135,8 @@ def test_l2_penalty_is_part_of_the_checked_cost(batch):
     plain = three_layer_net(seed=1)
     regularized = three_layer_net(l2=0.1, seed=1)
     regularized.set_weights(plain.get_weights())
-    plain_report = gradient_check(plain, *batch)
-    report = gradient_check(regularized, *batch)
+    plain_report = gradient_check(plain, *batch, mode="per_parameter")
+    report = gradient_check(regularized, *batch, mode="per_parameter")
     print(f"3-layer net + L2(0.1): relative error {report.relative_error:.2e}")
     assert report.relative_error < 1e-6 and report.verdict == FINE
     # Keras's L2(l) adds l * sum(W**2) to J, so both gradients move by 2 * l * W.
@@ -170,10 +179,18 @@ def test_dropout_is_off_during_the_check(batch):
     assert report.cost == pytest.approx(float(keras.ops.mean(inference_cost)), rel=1e-5)
 
 
+def test_per_parameter_mode_compares_every_parameter(batch):
+    report = gradient_check(three_layer_net(), *batch, mode="per_parameter")
+    assert report.n_params == report.n_checked == 47 and report.verdict == FINE
+    assert report.relative_error < 1e-6
+    assert all(not np.isnan(g).any() for g in report.numerical.values())
+    assert "47 of 47 parameters one by one" in str(report)
+
+
 def test_max_params_checks_a_seeded_subset(batch):
     model = three_layer_net()
-    first = gradient_check(model, *batch, max_params=10, seed=3)
-    again = gradient_check(model, *batch, max_params=10, seed=3)
+    first = gradient_check(model, *batch, mode="per_parameter", max_params=10, seed=3)
+    again = gradient_check(model, *batch, mode="per_parameter", max_params=10, seed=3)
     assert first.n_checked == 10 and first.n_params == 47
     checked = np.concatenate([~np.isnan(g.ravel()) for g in first.numerical.values()])
     assert checked.sum() == 10
@@ -192,10 +209,12 @@ def test_max_params_checks_a_seeded_subset(batch):
         ({"epsilon": 0.5}, "epsilon"),
         ({"epsilon": math.nan}, "epsilon"),
         ({"epsilon": "1e-7"}, "epsilon"),
-        ({"max_params": 0}, "max_params"),
-        ({"max_params": 2.5}, "max_params"),
+        ({"max_params": 0, "mode": "per_parameter"}, "max_params"),
+        ({"max_params": 2.5, "mode": "per_parameter"}, "max_params"),
         ({"seed": -1}, "seed"),
         ({"seed": "zero"}, "seed"),
+        ({"mode": "all"}, "mode"),
+        ({"directions": 0}, "directions"),
     ],
 )
 def test_bad_arguments_name_the_argument(batch, kwargs, name):
@@ -244,3 +263,244 @@ def test_package_attribute_is_the_function_after_the_module_is_imported():
 
     assert callable(reg_callbacks.gradient_check)
     assert reg_callbacks.gradient_check.__name__ == "gradient_check"
+
+
+# Planted bugs: each flagged "likely a bug" with the culprit variable named first.
+
+
+class PlantedBugDense(keras.layers.Layer):
+    """A square Dense layer (`units` = its input width) whose hand-written backward pass
+    has one planted bug: `kernel_scale` (the kernel gradient times 1.02), `transposed` (the
+    kernel gradient transposed) or `flipped_bias` (the bias gradient's sign flipped)."""
+
+    def __init__(self, units, bug=None, name=None):
+        super().__init__(name=name)
+        self.units, self.bug = units, bug
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.bias = self.add_weight(
+            shape=(self.units,), initializer="random_normal", name="bias"
+        )
+
+    def call(self, inputs):
+        ops, bug = keras.ops, self.bug
+
+        @ops.custom_gradient
+        def affine(x, kernel, bias):
+            def backward(*upstream, **_):  # TensorFlow also passes `variables=`
+                (up,) = upstream
+                d_kernel = ops.matmul(ops.transpose(x), up)
+                if bug == "kernel_scale":
+                    d_kernel = 1.02 * d_kernel
+                elif bug == "transposed":
+                    d_kernel = ops.transpose(d_kernel)
+                d_bias = ops.sum(up, axis=0)
+                if bug == "flipped_bias":
+                    d_bias = -d_bias
+                return ops.matmul(up, ops.transpose(kernel)), d_kernel, d_bias
+
+            return ops.matmul(x, kernel) + bias, backward
+
+        return ops.tanh(affine(inputs, self.kernel, self.bias))
+
+
+class StoppedBranch(keras.layers.Layer):
+    """A Dense branch whose output goes through `stop_gradient`: no gradient reaches it."""
+
+    def __init__(self, units, name=None):
+        super().__init__(name=name)
+        self.dense = keras.layers.Dense(units, activation="tanh", name="dense")
+
+    def call(self, inputs):
+        return keras.ops.stop_gradient(self.dense(inputs))
+
+
+def planted_bug_net(bug, seed=0):
+    """4 -> [planted (4) | branch (3)] -> concatenate -> Dense(1, sigmoid)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    left = PlantedBugDense(4, bug if bug != "stop_gradient" else None, name="planted")(inputs)
+    branch = StoppedBranch if bug == "stop_gradient" else keras.layers.Dense
+    right = branch(3, name="branch")(inputs)
+    if branch is keras.layers.Dense:
+        right = keras.ops.tanh(right)
+    merged = keras.layers.Concatenate()([left, right])
+    model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", name="out")(merged))
+    model.compile(loss="binary_crossentropy")
+    return model
+
+
+PLANTED = {
+    "kernel_scale": "planted/kernel",
+    "transposed": "planted/kernel",
+    "flipped_bias": "planted/bias",
+    "stop_gradient": "branch/",  # both of the branch's variables get no gradient
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED))
+@pytest.mark.parametrize("mode", ["directional", "per_parameter"])
+def test_a_planted_bug_is_flagged_with_its_variable_first(batch, bug, mode):
+    report = gradient_check(planted_bug_net(bug), *batch, mode=mode)
+    print(f"{bug} ({mode}):\n{report}")
+    assert report.verdict == LIKELY_BUG, report.summary()
+    assert report.suspect_layers[0].startswith(PLANTED[bug])
+    assert report.precision == "float64"
+    clean = gradient_check(planted_bug_net(None), *batch, mode=mode)
+    assert clean.verdict == FINE and clean.suspect_layers == [], clean.summary()
+
+
+def test_the_course_clipped_kernel_is_flagged_after_training():
+    # The course's last advice: a bug hidden while the weights are small shows after training.
+    from experiments.gradient_check import clipped_dense
+    from sklearn.datasets import make_moons
+
+    from reg_callbacks import train
+
+    x, y = make_moons(200, noise=0.2, random_state=1)
+    x, y = x.astype("float32"), y.reshape(-1, 1).astype("float32")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(8, "tanh", name="hidden"),
+            clipped_dense()(8, "tanh", name="clipped"),
+            keras.layers.Dense(1, "sigmoid", name="output"),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(1.0), "binary_crossentropy")
+    at_init = gradient_check(model, x[:32], y[:32])
+    train(model, x, y, iterations=2000, log_every=2000)
+    assert np.abs(model.get_layer("clipped").kernel.numpy()).max() > 1.0  # past the clip
+    report = gradient_check(model, x[:32], y[:32])
+    print(report)
+    assert at_init.verdict == FINE
+    assert report.verdict == LIKELY_BUG and report.suspect_layers[0] == "clipped/kernel"
+
+
+# No false alarm: models written as public examples write them, tiny gradients, kinks.
+
+
+def test_tiny_gradients_within_the_noise_read_fine():
+    # The hidden layer's gradients are ~1e-9: a relative error one rounding step of J makes
+    # there is no evidence of a bug.
+    for scale in (2e-6, 1e-7):
+        for seed in range(3):
+            model, x, y = public_examples.tiny_hidden_gradients(seed, output_scale=scale)
+            report = gradient_check(model, x, y)
+            assert report.verdict == FINE, report.summary()
+            report = gradient_check(model, x, y, mode="per_parameter")
+            assert report.verdict == FINE, report.summary()
+
+
+def test_a_bug_in_tiny_gradients_is_still_seen_where_it_stands_out():
+    # The same 4 -> 1 -> 1 net with the output weight at 1e-3 and the hidden kernel's
+    # gradient doubled: a difference far beyond the noise, so flagged.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            CustomGradientDense(1, kernel_gradient_scale=2.0, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, "sigmoid", name="out"),
+        ]
+    )
+    model.compile(loss="binary_crossentropy")
+    kernel, bias = model.get_layer("out").get_weights()
+    model.get_layer("out").set_weights([kernel * 1e-3, bias])
+    x, y = binary_labelled(np.random.default_rng(0), 16, 4)
+    report = gradient_check(model, x, y)
+    assert report.verdict == LIKELY_BUG and report.suspect_layers[0] == "hidden/kernel"
+
+
+@pytest.mark.parametrize("name", list(public_examples.GRADIENT_CHECK_EXAMPLES))
+def test_public_examples_are_checked_not_refused(name):
+    model, x, y = public_examples.GRADIENT_CHECK_EXAMPLES[name]()
+    before = [w.copy() for w in model.get_weights()]
+    policies = [layer.dtype_policy.name for layer in model._flatten_layers()]
+    report = gradient_check(model, x, y)
+    print(f"{name}:\n{report}")
+    assert report.verdict == FINE, report.summary()
+    assert report.suspect_layers == [] and report.deterministic
+    assert report.n_variables == len(model.trainable_variables)
+    if name == "multi_head_attention" and keras.backend.backend() == "jax":
+        # Keras's JAX attention casts to float32 inside: checked in float32, and said so.
+        assert report.precision == "float32"
+        assert "float64 was impossible" in str(report) and "multi_head_attention" in str(report)
+    else:
+        assert report.precision == "float64" and report.notes == []
+        assert report.relative_error < 1e-6
+    # The model is given back as it was: weights, their dtype, its layers' policies.
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+        assert new.dtype == old.dtype
+    assert [layer.dtype_policy.name for layer in model._flatten_layers()] == policies
+    np.testing.assert_allclose(model.predict_on_batch(x), model.predict_on_batch(x))
+
+
+def test_public_example_with_a_bug_is_flagged_through_its_own_call():
+    # The trainer wraps a model and scales its logits by a learned temperature: a wrong
+    # gradient planted in the wrapped model shows through the wrapper's own `call`.
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            CustomGradientDense(5, kernel_gradient_scale=1.02, activation="relu", name="bad"),
+            keras.layers.Dense(3),
+        ]
+    )
+    model = public_examples.Trainer(inner)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=(16,))
+    report = gradient_check(model, x, y)
+    assert report.verdict == LIKELY_BUG and report.suspect_layers[0].endswith("bad/kernel")
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("kind", list(CASES))
+def test_every_zoo_model_reads_fine_under_five_seeds(kind, seed, monkeypatch):
+    monkeypatch.setattr(model_zoo, "seeded_rng", lambda s=0: _seeded(s + seed))
+    case = CASES[kind]()
+    report = gradient_check(case.model, case.x, case.y)
+    assert report.verdict == FINE, report.summary()
+
+
+def _seeded(seed):
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's stateful RNG")
+def test_a_model_whose_cost_is_not_deterministic_is_said_so():
+    import tensorflow as tf
+
+    class Noisy(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs + 1e-3 * tf.random.normal(tf.shape(inputs), dtype=inputs.dtype)
+
+    model = keras.Sequential([keras.Input((4,)), Noisy(), keras.layers.Dense(1, "sigmoid")])
+    model.compile(loss="binary_crossentropy")
+    x, y = binary_labelled(np.random.default_rng(0), 16, 4)
+    report = gradient_check(model, x, y)
+    assert not report.deterministic
+    assert any("not deterministic" in note for note in report.notes)
+
+
+def test_no_log_spam_on_stderr(tmp_path):
+    # TensorFlow's optimizer logged "Not handling type DT_DOUBLE" for every float64 op it
+    # skipped: dozens of lines a check. A fresh process with every log level shown.
+    script = tmp_path / "check.py"
+    script.write_text(
+        "import public_examples\n"
+        "from reg_callbacks import gradient_check\n"
+        "model, x, y = public_examples.xception_style()\n"
+        "print(gradient_check(model, x, y).verdict)\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fine"
+    assert "DT_DOUBLE" not in result.stderr
