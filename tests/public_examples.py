@@ -209,3 +209,32 @@ def tabular_like(rows: int, n_features: int = 8, seed: int = 0):
     x = rng.normal(size=(rows, n_features)).astype("float32")
     y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
     return x, y
+
+
+# ---------------------------------------------------------------------------------------
+# Activation statistics (issue 27): a model written as the examples write theirs — a custom
+# block without `**kwargs` or `get_config` holding its Dense layers as attributes, a dict
+# input named unlike its key — and the keras.io MNIST convnet above.
+# ---------------------------------------------------------------------------------------
+
+
+class TwoDenseBlock(keras.layers.Layer):
+    def __init__(self, units):
+        super().__init__()
+        self.inner = keras.layers.Dense(units, activation="relu")
+        self.outer = keras.layers.Dense(units, activation="tanh")
+
+    def call(self, inputs):
+        return self.outer(self.inner(inputs))
+
+
+def activation_block_net(rows: int = 64, seed: int = 0):
+    """`(model, x)`: input "numbers" (dict key) named "features_in" -> block -> Dense head."""
+    inputs = keras.Input(shape=(6,), name="features_in")
+    block = TwoDenseBlock(8)
+    block.name = "block"
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="head")(block(inputs))
+    model = keras.Model({"numbers": inputs}, outputs)
+    model.compile("adam", "binary_crossentropy")
+    x = {"numbers": np.random.default_rng(seed).normal(size=(rows, 6)).astype("float32")}
+    return model, x
