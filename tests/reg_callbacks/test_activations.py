@@ -257,3 +257,25 @@ def test_logger_under_train_intervals(probe_x):
 def test_bad_arguments_name_the_problem(kwargs, message):
     with pytest.raises(ValueError, match="^" + message):
         ActivationStatsLogger(**kwargs)
+
+
+def test_figures_from_the_logger_arrays(probe_x):
+    from reg_callbacks.plots import activation_histograms, activation_std_by_depth
+
+    model = planted_net()
+    logger = ActivationStatsLogger(probe_x[:64])
+    model.fit(probe_x, (probe_x[:, :2] > 0).astype("float32"), epochs=2, verbose=0,
+              callbacks=[logger])
+    paths = list(logger.histograms)
+    std = np.array([logger.history[f"act_std/{p}"] for p in paths]).T
+    figure = activation_std_by_depth(std, ["start", "epoch 1", "epoch 2"],
+                                     theory={"flat": [1.0] * len(paths)})
+    ax = figure.axes[0]
+    assert ax.get_yscale() == "log" and len(ax.lines) == 4
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), std[0])
+    figure = activation_histograms(logger.histograms, logger.ranges, logger.epochs)
+    image = figure.axes[paths.index("tanh")].images[0]
+    assert image.get_extent()[2:] == [-1.0, 1.0]
+    np.testing.assert_allclose(image.get_array(), np.log1p(logger.histograms["tanh"].T))
+    with pytest.raises(ValueError, match="one label per measurement"):
+        activation_std_by_depth(std, ["start"])
