@@ -180,69 +180,58 @@ def _captured(layers: list):
 _ABSENT = object()
 
 
-def _moments(tensors: list):
-    """`(count, scale, mean, var)` of all elements of `tensors`, in float32 without overflow:
-    computed on the values divided by their largest magnitude (`scale`), as a net with
-    N(0, 1) weights reaches activations of 1e15 by depth 20 and their squares overflow."""
+def _flat(tensors: list):
+    """All elements of `tensors` as one float32 vector."""
     flat = [keras.ops.reshape(keras.ops.cast(t, "float32"), (-1,)) for t in tensors]
-    flat = flat[0] if len(flat) == 1 else keras.ops.concatenate(flat)
-    largest = keras.ops.max(keras.ops.where(keras.ops.isfinite(flat), keras.ops.abs(flat), 0.0))
-    scale = keras.ops.maximum(largest, 1e-30)
+    return flat[0] if len(flat) == 1 else keras.ops.concatenate(flat)
+
+
+def _moments(flat):
+    """`(count, scale, mean, var)` of a vector in float32 without overflow: computed on the
+    values divided by their largest magnitude (`scale`), as a net with N(0, 1) weights
+    reaches activations of 1e15 by depth 20 and their squares overflow. A non-finite value
+    makes the mean and var NaN (inf / inf)."""
+    scale = keras.ops.maximum(keras.ops.max(keras.ops.abs(flat)), 1e-30)
     scaled = flat / scale
     mean = keras.ops.mean(scaled)
     var = keras.ops.mean(keras.ops.square(scaled - mean))
-    all_finite = keras.ops.all(keras.ops.isfinite(flat))
-    nan = keras.ops.cast(float("nan"), "float32")
-    return keras.ops.stack(
-        [
-            keras.ops.cast(keras.ops.size(flat), "float32"),
-            scale,
-            keras.ops.where(all_finite, mean, nan),
-            keras.ops.where(all_finite, var, nan),
-        ]
-    )
+    return keras.ops.stack([keras.ops.cast(keras.ops.size(flat), "float32"), scale, mean, var])
 
 
-def _batch_statistics(model, forward, x, ranges, layers, kinds):
-    """Graph code: each layer's statistics on one batch (see `_combine` for their use)."""
+def _batch_statistics(model, forward, x, ranges, layers, kinds, histograms: bool):
+    """Graph code: each layer's statistics on one batch (see `_Measurer` for their use)."""
     with _captured(layers) as captured:
         forward(x)
     results = []
     for i, (slot, kind) in enumerate(zip(captured, kinds, strict=True)):
-        outputs = [keras.ops.cast(a, "float32") for a in slot["a"]]
-        if not outputs:
+        if not slot["a"]:
             results.append(None)
             continue
-        units = [keras.ops.reshape(a, (-1, a.shape[-1] if len(a.shape) > 1 else 1)) for a in outputs]
-        unit_max = keras.ops.max(
-            units[0] if len(units) == 1 else keras.ops.concatenate(units, axis=0), axis=0
-        )
-        flat = [keras.ops.reshape(a, (-1,)) for a in outputs]
-        flat = flat[0] if len(flat) == 1 else keras.ops.concatenate(flat)
+        flat = _flat(slot["a"])
+        units = slot["a"][0].shape[-1] if len(slot["a"][0].shape) > 1 else 1
+        result = {"a": _moments(flat)}
+        if slot["z"]:
+            result["z"] = _moments(_flat(slot["z"]))
+        if kind in RELU_FAMILY:
+            result["unit_max"] = keras.ops.max(keras.ops.reshape(flat, (-1, units)), axis=0)
         if kind == "tanh":
             saturated = keras.ops.abs(flat) > TANH_SATURATION
         elif kind == "sigmoid":
-            saturated = (flat < SIGMOID_SATURATION) | (flat > 1 - SIGMOID_SATURATION)
-        else:
-            saturated = keras.ops.zeros_like(flat, dtype="bool")
-        low, high = ranges[i, 0], ranges[i, 1]
-        position = (flat - low) / keras.ops.maximum(high - low, 1e-30) * HISTOGRAM_BINS
-        finite = keras.ops.isfinite(position)
-        bins = keras.ops.cast(
-            keras.ops.clip(keras.ops.where(finite, position, 0.0), 0, HISTOGRAM_BINS - 1), "int32"
-        )
-        histogram = keras.ops.segment_sum(
-            keras.ops.cast(finite, "float32"), bins, num_segments=HISTOGRAM_BINS
-        )
-        results.append(
-            {
-                "a": _moments(outputs),
-                "z": _moments(slot["z"]) if slot["z"] else keras.ops.zeros((4,)),
-                "unit_max": unit_max,
-                "saturated": keras.ops.sum(keras.ops.cast(saturated, "float32")),
-                "histogram": histogram,
-            }
-        )
+            saturated = keras.ops.abs(flat - 0.5) > 0.5 - SIGMOID_SATURATION
+        if kind in ("tanh", "sigmoid"):
+            result["saturated"] = keras.ops.sum(keras.ops.cast(saturated, "float32"))
+        if histograms:
+            low, high = ranges[i, 0], ranges[i, 1]
+            position = (flat - low) * (HISTOGRAM_BINS / keras.ops.maximum(high - low, 1e-30))
+            finite = keras.ops.isfinite(position)
+            bins = keras.ops.cast(
+                keras.ops.clip(keras.ops.where(finite, position, 0.0), 0, HISTOGRAM_BINS - 1),
+                "int32",
+            )
+            result["histogram"] = keras.ops.segment_sum(
+                keras.ops.cast(finite, "float32"), bins, num_segments=HISTOGRAM_BINS
+            )
+        results.append(result)
     return results
 
 
@@ -275,18 +264,22 @@ class _Measurer:
         self.kinds = tuple(activation_kind(layer) for layer in self.layers)
         self.ranges: np.ndarray | None = None
 
-    def measure(self, probe: probes.ProbeData):
-        """`(numbers, histograms)`: `{"<measurement>/<path>": value}` and `{path: counts}`."""
+    def measure(self, probe: probes.ProbeData, *, compiled: bool = True, histograms: bool = True):
+        """`(numbers, histograms)`: `{"<measurement>/<path>": value}` and `{path: counts}`.
+
+        `compiled`: one function traced once per model and reused (a callback measuring
+        every epoch); else run eagerly (a single measurement, which a trace of a deep net
+        would cost more than it saves). The first measurement with `histograms` runs twice:
+        its numbers fix the histograms' ranges.
+        """
         if not self.paths:
             raise ValueError(
                 f"model {self.model.name!r} has no layer with trainable weights (is it built, "
                 "and trainable?); there are no activations to measure."
             )
-        first = self.ranges is None
-        ranges = np.zeros((len(self.paths), 2), np.float32) if first else self.ranges
-        batches = self._run(probe, ranges)
-        numbers = self._numbers(batches)
-        if first:
+        if histograms and self.ranges is None:
+            first = self._run(probe, None, compiled)
+            numbers = self._numbers(first)
             self.ranges = np.asarray(
                 [
                     histogram_range(kind, numbers[f"act_mean/{p}"], numbers[f"act_std/{p}"])
@@ -294,23 +287,33 @@ class _Measurer:
                 ],
                 np.float32,
             )
-            batches = self._run(probe, self.ranges)
-        histograms = {
+        batches = self._run(probe, self.ranges if histograms else None, compiled)
+        counts = {
             path: sum(np.asarray(b[i]["histogram"], np.int64) for b in batches)
             for i, path in enumerate(self.paths)
-            if batches[0][i] is not None
+            if histograms and batches[0][i] is not None
         }
-        return numbers, histograms
+        return self._numbers(batches), counts
 
-    def _run(self, probe, ranges):
-        layers, kinds = self.layers, self.kinds
+    def _run(self, probe, ranges, compiled: bool):
+        layers, kinds, histograms = self.layers, self.kinds, ranges is not None
 
         def statistics(model, forward, x, ranges):
-            return _batch_statistics(model, forward, x, ranges, layers, kinds)
+            return _batch_statistics(model, forward, x, ranges, layers, kinds, histograms)
 
-        return probes.evaluate_batches(
-            self.model, probe, ("activation_stats",), statistics, ranges
-        )
+        if ranges is None:
+            ranges = np.zeros((len(layers), 2), np.float32)
+        if compiled:
+            key = ("activation_stats", histograms)
+            return probes.evaluate_batches(self.model, probe, key, statistics, ranges)
+        model = self.model
+        return [
+            keras.tree.map_structure(
+                keras.ops.convert_to_numpy,
+                statistics(model, lambda x: model(x, training=False), x, ranges),
+            )
+            for x, _, _ in probe.batches()
+        ]
 
     def _numbers(self, batches) -> dict[str, float]:
         numbers = {}
@@ -320,15 +323,17 @@ class _Measurer:
             else:
                 parts = [b[i] for b in batches]
                 mean, std = _combined_moments(p["a"] for p in parts)
-                unit_max = np.max(np.stack([p["unit_max"] for p in parts]), axis=0)
                 elements = sum(float(p["a"][0]) for p in parts)
+                dead = 0.0
+                if kind in RELU_FAMILY:
+                    unit_max = np.max(np.stack([p["unit_max"] for p in parts]), axis=0)
+                    dead = float(np.mean(~(unit_max > 0)))
+                saturated = sum(float(p.get("saturated", 0.0)) for p in parts) / elements
                 values = {
                     "act_mean": mean,
                     "act_std": std,
-                    "dead_fraction": float(np.mean(~(unit_max > 0)))
-                    if kind in RELU_FAMILY
-                    else 0.0,
-                    "saturated_fraction": sum(float(p["saturated"]) for p in parts) / elements,
+                    "dead_fraction": dead,
+                    "saturated_fraction": saturated,
                 }
                 if _applies_own_activation(self.layers[i]):
                     values["z_std"] = _combined_moments(p["z"] for p in parts)[1]
@@ -378,7 +383,7 @@ def activation_stats(
     """
     probe = _probe_of("x", x, batch_size)
     probe.build(model)
-    return _Measurer(model).measure(probe)[0]
+    return _Measurer(model).measure(probe, compiled=False, histograms=False)[0]
 
 
 def activation_health(stats: dict[str, float]) -> str:
