@@ -475,7 +475,10 @@ class ActivationStatsLogger(keras.callbacks.Callback):
         self.health: str | None = None
         self.health_history: list[str] = []
         self.probe.build(self.model)
-        self._measurer = _Measurer(self.model)
+        # Kept across `fit` calls on one model: its histogram ranges stay those of its
+        # first measurement, so the histograms of every call compare.
+        if getattr(self, "_measurer", None) is None or self._measurer.model is not self.model:
+            self._measurer = _Measurer(self.model)
         self.measure(-1)
         self.ranges = dict(zip(self._measurer.paths, map(tuple, self._measurer.ranges), strict=True))
 
