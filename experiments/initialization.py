@@ -130,13 +130,14 @@ def relu_spread_theory(sigma2: float, n: int = SPREAD_WIDTH, depth: int = SPREAD
     """std of each ReLU layer's output for unit-variance inputs: z_l has variance
     σ²·n·E[a_{l-1}²] and a ReLU keeps half of E[z²], so E[a_l²] = (σ²·n/2)^l, and a ReLU
     of a centred normal has std √(E[a²]·(1 − 1/π))."""
-    return [math.sqrt(1 - 1 / math.pi) * (sigma2 * n / 2) ** (l / 2) for l in range(1, depth + 1)]
+    gain = sigma2 * n / 2
+    return [math.sqrt(1 - 1 / math.pi) * gain ** (layer / 2) for layer in range(1, depth + 1)]
 
 
 def activation_spread(seed: int = 0) -> dict[str, list[float]]:
-    """`{"relu_<init>" or "tanh_xavier": act_std per layer}` of a SPREAD_DEPTH x SPREAD_WIDTH net at initialization, on
-    SPREAD_ROWS standard-normal inputs: ReLU with each of `SPREAD_INITS` (one model, its
-    weights redrawn, so one compiled measurement) and tanh with Xavier. Biases zero."""
+    """`{"relu_<init>" or "tanh_xavier": act_std per layer}` of a SPREAD_DEPTH x SPREAD_WIDTH
+    net at initialization, on SPREAD_ROWS standard-normal inputs: ReLU with each of
+    `SPREAD_INITS` (one model, its weights redrawn) and tanh with Xavier. Biases zero."""
     import keras
     import numpy as np
 

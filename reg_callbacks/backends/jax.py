@@ -109,7 +109,9 @@ def graph_call(model, key: tuple, function):
     return lambda *args: keras.tree.map_structure(
         np.asarray,
         compiled(
-            _values(model.trainable_variables), _values(model.non_trainable_variables), _arrays(args)
+            _values(model.trainable_variables),
+            _values(model.non_trainable_variables),
+            _arrays(args),
         ),
     )
 

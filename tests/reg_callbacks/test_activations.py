@@ -83,6 +83,8 @@ def test_matches_numpy_forward_pass_on_planted_net(probe_x):
                                                       "saturated_fraction", "z_std")]
     assert stats["dead_fraction/relu"] == 2 / 8
     assert stats["saturated_fraction/tanh"] >= 0.4  # 2 of 4 units pinned, on most rows
+    assert not any({"call", "activation"} & set(vars(layer)) for layer in model.layers)
+    assert activation_stats(model, probe_x) == stats  # the layers are left as they were
 
 
 def test_batched_and_dataset_probes_match_one_pass(probe_x):
