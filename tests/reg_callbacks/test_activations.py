@@ -11,7 +11,7 @@ from model_zoo import CASES
 from public_examples import activation_block_net, mnist_convnet, mnist_like
 
 from reg_callbacks import ActivationStatsLogger, activation_health, activation_stats, train
-from reg_callbacks.activations import HISTOGRAM_BINS
+from reg_callbacks.activations import HISTOGRAM_BINS, HISTOGRAM_ROWS
 
 pytestmark = pytest.mark.backends
 
@@ -77,13 +77,15 @@ def assert_matches(stats, expected):
 
 def test_matches_numpy_forward_pass_on_planted_net(probe_x):
     model = planted_net()
+    before = [(vars(layer).get("call"), layer.activation) for layer in model.layers]
     stats = activation_stats(model, probe_x)
     assert_matches(stats, numpy_stats(model, probe_x))
-    assert list(stats)[:5] == [f"{m}/relu" for m in ("act_mean", "act_std", "dead_fraction",
-                                                      "saturated_fraction", "z_std")]
+    assert list(stats)[:5] == [
+        f"{m}/relu" for m in ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "z_std")
+    ]
     assert stats["dead_fraction/relu"] == 2 / 8
     assert stats["saturated_fraction/tanh"] >= 0.4  # 2 of 4 units pinned, on most rows
-    assert not any({"call", "activation"} & set(vars(layer)) for layer in model.layers)
+    assert [(vars(layer).get("call"), layer.activation) for layer in model.layers] == before
     assert activation_stats(model, probe_x) == stats  # the layers are left as they were
 
 
@@ -168,7 +170,9 @@ def test_public_example_models():
     hidden = block.inner(x["numbers"])
     inner, outer = f"block/{block.inner.name}", f"block/{block.outer.name}"
     assert [k for k in stats if k.startswith("act_std/")] == [
-        f"act_std/{inner}", f"act_std/{outer}", "act_std/head"
+        f"act_std/{inner}",
+        f"act_std/{outer}",
+        "act_std/head",
     ]
     assert stats[f"act_std/{inner}"] == pytest.approx(
         float(np.std(keras.ops.convert_to_numpy(hidden))), rel=1e-4
@@ -214,7 +218,7 @@ def test_health_labels_dead_and_saturated(probe_x):
 def test_logger_under_fit_matches_numpy_at_each_measurement(probe_x):
     model = planted_net()
     y = (probe_x[:, :2] > 0).astype("float32")
-    logger = ActivationStatsLogger(probe_x[:200], every=2)
+    logger = ActivationStatsLogger(probe_x[:200], every=2, batch_size=128)
     initial = numpy_stats(model, probe_x[:200])
     history = model.fit(probe_x, y, epochs=4, batch_size=50, callbacks=[logger], verbose=0)
     assert logger.epochs == [-1, 1, 3]
@@ -227,11 +231,10 @@ def test_logger_under_fit_matches_numpy_at_each_measurement(probe_x):
     assert logger.ranges["tanh"] == (-1.0, 1.0) and logger.ranges["relu"][0] == 0.0
     counts = logger.histograms["tanh"]
     assert counts.shape == (3, HISTOGRAM_BINS)
+    w1, b1, w2, b2 = model.get_weights()[:4]
+    binned = np.concatenate([probe_x[:HISTOGRAM_ROWS], probe_x[128 : 128 + HISTOGRAM_ROWS]])
     expected_counts, _ = np.histogram(
-        np.tanh(np.maximum(probe_x[:200] @ model.get_weights()[0] + model.get_weights()[1], 0)
-                @ model.get_weights()[2] + model.get_weights()[3]),
-        bins=HISTOGRAM_BINS,
-        range=(-1, 1),
+        np.tanh(np.maximum(binned @ w1 + b1, 0) @ w2 + b2), bins=HISTOGRAM_BINS, range=(-1, 1)
     )
     assert np.abs(counts[-1] - expected_counts).sum() <= 2  # float32 vs float64 at bin edges
 
@@ -266,12 +269,14 @@ def test_figures_from_the_logger_arrays(probe_x):
 
     model = planted_net()
     logger = ActivationStatsLogger(probe_x[:64])
-    model.fit(probe_x, (probe_x[:, :2] > 0).astype("float32"), epochs=2, verbose=0,
-              callbacks=[logger])
+    model.fit(
+        probe_x, (probe_x[:, :2] > 0).astype("float32"), epochs=2, verbose=0, callbacks=[logger]
+    )
     paths = list(logger.histograms)
     std = np.array([logger.history[f"act_std/{p}"] for p in paths]).T
-    figure = activation_std_by_depth(std, ["start", "epoch 1", "epoch 2"],
-                                     theory={"flat": [1.0] * len(paths)})
+    figure = activation_std_by_depth(
+        std, ["start", "epoch 1", "epoch 2"], theory={"flat": [1.0] * len(paths)}
+    )
     ax = figure.axes[0]
     assert ax.get_yscale() == "log" and len(ax.lines) == 4
     np.testing.assert_allclose(ax.lines[0].get_ydata(), std[0])
