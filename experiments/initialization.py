@@ -36,6 +36,7 @@ Run: `python -m experiments.initialization --init he` (or zeros, random, xavier;
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -134,6 +135,7 @@ def relu_spread_theory(sigma2: float, n: int = SPREAD_WIDTH, depth: int = SPREAD
     return [math.sqrt(1 - 1 / math.pi) * gain ** (layer / 2) for layer in range(1, depth + 1)]
 
 
+@functools.lru_cache(maxsize=4)  # the same for every init: a sweep worker measures it once
 def activation_spread(seed: int = 0) -> dict[str, list[float]]:
     """`{"relu_<init>" or "tanh_xavier": act_std per layer}` of a SPREAD_DEPTH x SPREAD_WIDTH
     net at initialization, on SPREAD_ROWS standard-normal inputs: ReLU with each of
