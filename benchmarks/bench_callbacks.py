@@ -11,6 +11,12 @@ their default settings, as their docstrings show them:
 - `+cb`  the same with `BiasVarianceCallback(train, dev)` (the whole training set handed
          over, as users do) and `GradientNormLogger` on the first 256 training rows.
 
+`--logger activations` measures `ActivationStatsLogger(first --probe-rows train rows)` alone
+as `+cb` instead (every epoch, its default), on the same models and on `mobilenet`
+(`keras.applications.MobileNet`, alpha 0.25, 32x32 images, 10 classes, trained from scratch,
+batch 64): each one-epoch `fit` then pays the logger's measurement before the first step
+and the one after the epoch.
+
 Each kind runs in its own process. Per kind, `+cb/fit` is the median, over `--repeats`
 pairs, of one-epoch fits run back to back in alternating order (fit, +cb, then +cb, fit): a
 shared machine's speed drifts by more than the effect, and a steady drift cancels in a pair.
@@ -19,7 +25,8 @@ core. The first fits (tracing) are not timed. Peak memory is the maximum residen
 (`resource.getrusage`) of two more processes per kind, one fitting two epochs without the
 callbacks and one with them.
 
-Run: `python benchmarks/bench_callbacks.py [--repeats R] [--kinds a,b] [--scale S] [--json PATH]`.
+Run: `python benchmarks/bench_callbacks.py [--repeats R] [--kinds a,b] [--scale S] [--json PATH]
+[--logger activations --probe-rows N]`.
 """
 
 from __future__ import annotations
@@ -43,7 +50,11 @@ import numpy as np  # noqa: E402
 import public_examples as examples  # noqa: E402
 from bench_training import finish, rich_table  # noqa: E402
 
-from reg_callbacks import BiasVarianceCallback, GradientNormLogger  # noqa: E402
+from reg_callbacks import (  # noqa: E402
+    ActivationStatsLogger,
+    BiasVarianceCallback,
+    GradientNormLogger,
+)
 
 PROBE_ROWS = 256  # GradientNormLogger's probe batch: "a few hundred rows", as documented
 
@@ -69,27 +80,49 @@ def structured(scale):
     return examples.structured_data_model(train), train, dev, None
 
 
+def mobilenet(scale):
+    rng = np.random.default_rng(0)
+    rows = int(4000 * scale) + 1000
+    y = rng.integers(0, 10, rows)
+    # Learnable: each class brightens its own colour channel and image quarter.
+    x = rng.normal(0, 1, (rows, 32, 32, 3)).astype("float32")
+    for label in range(10):
+        rows_of = y == label
+        x[rows_of, (label // 3) % 2 * 16 : (label // 3) % 2 * 16 + 16, :, label % 3] += 1.0
+    model = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, (x[1000:], y[1000:]), (x[:1000], y[:1000]), 64
+
+
 KINDS = {
     "mnist convnet": mnist,
     "conv1d timeseries": timeseries,
     "transformer text": transformer,
     "structured tf.data": structured,
+    "mobilenet": mobilenet,
 }
+DEFAULT_KINDS = [kind for kind in KINDS if kind != "mobilenet"]  # the results page's set
 
 
-def setup(kind: str, scale: float):
+def setup(kind: str, scale: float, logger: str = "default", probe_rows: int = PROBE_ROWS):
     keras.utils.set_random_seed(0)
     model, train, dev, batch_size = KINDS[kind](scale)
     if isinstance(train, tuple):
-        probe = (train[0][:PROBE_ROWS], train[1][:PROBE_ROWS])
+        probe = (train[0][:probe_rows], train[1][:probe_rows])
         rows = len(train[0])
     else:
-        probe = train.take(PROBE_ROWS // 32)
+        probe = train.take(probe_rows // 32)
         rows = sum(int(keras.tree.flatten(batch)[0].shape[0]) for batch in train)
+    probe_x = probe[0] if isinstance(probe, tuple) else probe.map(lambda x, y: x)
+    activations = ActivationStatsLogger(probe_x)  # one instance, reused by every fit
 
     def fit(with_callbacks: bool, epochs: int = 1):
         callbacks = None
-        if with_callbacks:
+        if with_callbacks and logger == "activations":
+            callbacks = [activations]
+        elif with_callbacks:
             callbacks = [BiasVarianceCallback(train, dev), GradientNormLogger(probe)]
         if isinstance(train, tuple):
             return model.fit(
@@ -101,7 +134,7 @@ def setup(kind: str, scale: float):
 
 
 def child_pairs(kind: str, args) -> dict:
-    model, fit, rows = setup(kind, args.scale)
+    model, fit, rows = setup(kind, args.scale, args.logger, args.probe_rows)
     fit(False)
     history = fit(True)  # tracing, untimed
     pairs = []
@@ -123,11 +156,12 @@ def child_pairs(kind: str, args) -> dict:
         "pairs": pairs,
         "dev_error_logged": "dev_error" in logged,
         "grad_norm_keys": sum(key.startswith("grad_norm/") for key in logged),
+        "act_std_keys": sum(key.startswith("act_std/") for key in logged),
     }
 
 
 def child_memory(kind: str, args, with_callbacks: bool) -> dict:
-    _, fit, _ = setup(kind, args.scale)
+    _, fit, _ = setup(kind, args.scale, args.logger, args.probe_rows)
     fit(with_callbacks, epochs=2)
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -136,6 +170,7 @@ def in_child(kind: str, mode: str, args, folder: str) -> dict:
     path = os.path.join(folder, "child.json")
     command = [sys.executable, os.path.abspath(__file__), "--child", mode, "--kinds", kind]
     command += ["--repeats", str(args.repeats), "--scale", str(args.scale), "--json", path]
+    command += ["--logger", args.logger, "--probe-rows", str(args.probe_rows)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"the {mode} process failed on {kind!r}:\n{done.stderr[-3000:]}")
@@ -167,7 +202,9 @@ def run_benchmark(kinds, args) -> list[dict]:
                         p["+cb"]["cpu"] / p["fit"]["cpu"] for p in pairs
                     ),
                     "peak_mb": memory,
-                    "logged": timing["dev_error_logged"] and timing["grad_norm_keys"] > 0,
+                    "logged": timing["act_std_keys"] > 0
+                    if args.logger == "activations"
+                    else timing["dev_error_logged"] and timing["grad_norm_keys"] > 0,
                     "pairs": pairs,
                 }
             )
@@ -205,10 +242,15 @@ def print_table(results: list[dict], args) -> dict:
         ]
         for r in results
     ]
+    callbacks = (
+        f"ActivationStatsLogger(first {args.probe_rows} train rows) at its defaults"
+        if args.logger == "activations"
+        else f"BiasVarianceCallback(train, dev) and GradientNormLogger(first {args.probe_rows} "
+        "train rows) at their defaults"
+    )
     title = (
-        "keras.io example models on synthetic data, one-epoch fits with and without "
-        "BiasVarianceCallback(train, dev) and GradientNormLogger(first 256 train rows) at "
-        f"their defaults; +cb/fit: median of {args.repeats} back-to-back pairs; peak: "
+        f"keras.io example models on synthetic data, one-epoch fits with and without "
+        f"{callbacks}; +cb/fit: median of {args.repeats} back-to-back pairs; peak: "
         "maximum resident set of a process fitting 2 epochs"
     )
     return rich_table(title, headers, rows, width=180)
@@ -220,11 +262,18 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", help=f"comma-separated subset of: {', '.join(KINDS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the train rows")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--logger",
+        choices=("default", "activations"),
+        default="default",
+        help="+cb: the default callbacks, or ActivationStatsLogger alone",
+    )
+    parser.add_argument("--probe-rows", type=int, default=PROBE_ROWS, help="probe rows")
     parser.add_argument("--child", choices=("pairs", "fit", "+cb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.scale <= 0:
-        parser.error("--repeats must be a positive integer and --scale positive")
-    kinds = list(KINDS)
+    if args.repeats < 1 or args.scale <= 0 or args.probe_rows < 1:
+        parser.error("--repeats and --probe-rows must be positive integers and --scale positive")
+    kinds = DEFAULT_KINDS
     if args.kinds:
         kinds = [name.strip() for name in args.kinds.split(",")]
         unknown = [name for name in kinds if name not in KINDS]

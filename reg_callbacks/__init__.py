@@ -11,6 +11,9 @@ import importlib
 from reg_callbacks.diagnosis import LABELS, Diagnosis, diagnose
 
 _LAZY = {
+    "ActivationStatsLogger": "reg_callbacks.activations",
+    "activation_stats": "reg_callbacks.activations",
+    "activation_health": "reg_callbacks.activations",
     "BiasVarianceCallback": "reg_callbacks.bias_variance",
     "classification_error": "reg_callbacks.bias_variance",
     "GradientNormLogger": "reg_callbacks.gradient_norms",

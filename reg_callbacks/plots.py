@@ -538,4 +538,92 @@ def tradeoff(
     errors_ax.set_ylim(bottom=0)
     errors_ax.set(title=title, ylabel="error")
     parts_ax.set(title="Decomposition of the dev loss (0-1)", ylabel="share of the error")
+
+
+def activation_std_by_depth(
+    std: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    *,
+    theory: Mapping[str, Sequence[float]] | None = None,
+    title: str = "Activation spread by depth",
+) -> Figure:
+    """Standard deviation of each layer's activations against depth, one line per
+    measurement (an epoch, or an initialization), on a log scale.
+
+    A std of exactly 0 (zeros initialization) cannot sit on a log axis: it is drawn at the
+    bottom edge as a grey dotted line, named in the legend; a non-finite one ends its line.
+
+    Args:
+        std: `(measurements, layers)`: a row per line, layers input side first (from
+            `ActivationStatsLogger.history["act_std/<path>"]`, or `activation_stats` runs).
+        labels: One legend label per row ("start", "epoch 3", "He", ...).
+        theory: `{label: std per layer}` drawn dashed, e.g. (σ²·n/2)^(l/2) for ReLU.
+    """
+    values = np.asarray(std, dtype=float)
+    if values.ndim != 2 or len(labels) != len(values):
+        raise ValueError(
+            f"std must be (measurements, layers) with one label per measurement; got shape "
+            f"{values.shape} and {len(labels)} labels."
+        )
+    depth = np.arange(1, values.shape[1] + 1)
+    positive = values[np.isfinite(values) & (values > 0)]
+    floor = positive.min() / 10 if positive.size else 1e-8
+    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = figure.add_subplot()
+    colors = colormaps["viridis"](np.linspace(0, 0.9, len(values)))
+    for row, label, color in zip(values, labels, colors, strict=True):
+        if np.all(row == 0):
+            ax.plot(depth, np.full_like(row, floor), ":", color="0.5", label=f"{label} (all 0)")
+        else:
+            ax.plot(depth, np.where(row > 0, row, np.nan), "o-", ms=3, color=color, label=label)
+    for label, line in (theory or {}).items():
+        ax.plot(depth, np.asarray(line, float), "--", color="0.3", lw=1, label=label)
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="layer (depth)", ylabel="std of activations (log scale)")
+    ax.legend(fontsize=8, loc="best")
+    return figure
+
+
+def activation_histograms(
+    histograms: Mapping[str, np.ndarray],
+    ranges: Mapping[str, tuple[float, float]],
+    epochs: Sequence[int],
+    *,
+    columns: int = 4,
+) -> Figure:
+    """Per-layer heatmaps of activation histograms over training: value bins (y) x
+    measurement (x), colour the log of the count, as fastai's "colorful dimension".
+
+    Args:
+        histograms: `ActivationStatsLogger.histograms`: `{path: (measurements, bins)}`.
+        ranges: `ActivationStatsLogger.ranges`: `{path: (low, high)}` of the bins.
+        epochs: `ActivationStatsLogger.epochs` (-1 = before training).
+        columns: Panels per row.
+    """
+    if not histograms:
+        raise ValueError("histograms must hold at least one layer's counts; got none.")
+    paths = list(histograms)
+    columns = min(columns, len(paths))
+    rows = math.ceil(len(paths) / columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for ax, path in zip(axes, paths, strict=False):
+        counts = np.asarray(histograms[path], dtype=float)
+        low, high = ranges[path]
+        ax.imshow(
+            np.log1p(counts.T),
+            origin="lower",
+            aspect="auto",
+            extent=(-0.5, len(counts) - 0.5, low, high),
+            cmap="viridis",
+            interpolation="nearest",
+        )
+        ticks = np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).astype(int))
+        ax.set_xticks(ticks, ["start" if epochs[t] < 0 else str(epochs[t] + 1) for t in ticks])
+        ax.set_title(path, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(paths) :]:
+        ax.set_visible(False)
+    figure.supxlabel("epoch (measurement)", fontsize=9)
+    figure.supylabel("activation value", fontsize=9)
     return figure

@@ -12,6 +12,8 @@ measurement goes through here:
 - `predict(model, probe)` and `gradient_norms(model, probe, groups)` evaluate those batches
   with the backend's compiled functions (`reg_callbacks.backends`), traced once per model
   and input shape and reused at every epoch.
+- `evaluate_batches(model, probe, key, function)`: any graph code over the batches (the
+  activation statistics' reductions), compiled the same way.
 - `in_loop_chunks(*probes)` and `in_loop_batches(probe)`: for `train`, a small probe is
   split into at most `MAX_IN_LOOP_CHUNKS` batches that its interval call evaluates right
   after its last step (one model call per batch there too).
@@ -230,6 +232,17 @@ def gradient_norms(model: keras.Model, probe: ProbeData, groups, training: bool 
         raise ValueError(f"{probe.name} must hold at least one example; the dataset is empty.")
     squares = [float(np.sum(np.square(t / count))) for t in total]
     return np.asarray([math.sqrt(sum(squares[i] for i in group)) for group in groups])
+
+
+def evaluate_batches(model: keras.Model, probe: ProbeData, key: tuple, function, *args) -> list:
+    """`function(model, forward, x, *args)` on each of the probe's batches, compiled once
+    per model and `key` (`backends.graph_call`): graph code that runs `forward(x)` (the
+    model at inference) and reduces what it sees to small NumPy nests, one a batch."""
+    run = backends.current().graph_call(model, key, function)
+    results = [run(x, *args) for x, _, _ in probe.batches()]
+    if not results:
+        raise ValueError(f"{probe.name} is an empty dataset; it needs examples.")
+    return results
 
 
 def concatenate(parts: list):

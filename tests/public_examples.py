@@ -520,3 +520,31 @@ GRADIENT_CHECK_EXAMPLES = {
     "tiny_hidden_gradients": tiny_hidden_gradients,
     "conv1d_relu": conv1d_relu,
 }
+
+
+# Activation statistics (issue 27): a model written as the examples write theirs — a custom
+# block without `**kwargs` or `get_config` holding its Dense layers as attributes, a dict
+# input named unlike its key — and the keras.io MNIST convnet above.
+# ---------------------------------------------------------------------------------------
+
+
+class TwoDenseBlock(keras.layers.Layer):
+    def __init__(self, units):
+        super().__init__()
+        self.inner = keras.layers.Dense(units, activation="relu")
+        self.outer = keras.layers.Dense(units, activation="tanh")
+
+    def call(self, inputs):
+        return self.outer(self.inner(inputs))
+
+
+def activation_block_net(rows: int = 64, seed: int = 0):
+    """`(model, x)`: input "numbers" (dict key) named "features_in" -> block -> Dense head."""
+    inputs = keras.Input(shape=(6,), name="features_in")
+    block = TwoDenseBlock(8)
+    block.name = "block"
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="head")(block(inputs))
+    model = keras.Model({"numbers": inputs}, outputs)
+    model.compile("adam", "binary_crossentropy")
+    x = {"numbers": np.random.default_rng(seed).normal(size=(rows, 6)).astype("float32")}
+    return model, x

@@ -9,6 +9,9 @@ calls them through `current()`, so callbacks stay backend-neutral:
 - `gradient_norms(model, x, y, groups, training)`: the L2 norm over each group of
   trainable-variable indices of those gradients, as one NumPy vector.
 - `forward(model, *inputs)`: `model(x, training=False)` for each input, as NumPy nests.
+- `graph_call(model, key, function)`: `function(model, forward, *args)` compiled once per
+  model and `key`, `forward(x)` the model's inference call on its current weights (graph
+  code that reads what the model computes inside, as the activation statistics do).
 - `to_numpy(value)`: a tensor, variable or gradient as a NumPy array.
 - For `gradient_check`, on a stateless `cost(values, x, y) -> (J, y_pred)`: `float64_scope()`
   (where float64 is allowed), `float64_demotions(cost, values, x, y)` (casts to float32 in

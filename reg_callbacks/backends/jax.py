@@ -93,6 +93,31 @@ def forward(model, *inputs) -> tuple:
     return keras.tree.map_structure(np.asarray, outputs)
 
 
+def graph_call(model, key: tuple, function):
+    """`run(*args)`: `function(model, forward, *args)` jitted once per model and `key`,
+    `forward(x)` being the model's stateless call (training=False) on its current weights."""
+
+    def run(model_ref, trainable, non_trainable, args):
+        model = model_ref()
+
+        def forward(x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        return function(model, forward, *args)
+
+    compiled = cached_for_model(
+        model, ("graph_call", *key), lambda ref: jax.jit(functools.partial(run, ref))
+    )
+    return lambda *args: keras.tree.map_structure(
+        np.asarray,
+        compiled(
+            _values(model.trainable_variables),
+            _values(model.non_trainable_variables),
+            _arrays(args),
+        ),
+    )
+
+
 def to_numpy(value) -> np.ndarray:
     return np.asarray(value.value if isinstance(value, keras.Variable) else value)
 

@@ -83,6 +83,23 @@ def forward(model, *inputs) -> tuple:
     return keras.tree.map_structure(np.asarray, run(*inputs))
 
 
+def graph_call(model, key: tuple, function):
+    """`run(*args)`: `function(model, forward, *args)` as a plain graph traced once per model
+    and `key`, `forward(x)` being `model(x, training=False)` on the model's current weights."""
+
+    def make(model_ref):
+        def run(*args):
+            model = model_ref()
+            return function(model, lambda x: model(x, training=False), *args)
+
+        # As for the shared loops: no AutoGraph for Keras's own layers (most of the tracing
+        # time), kept for a subclassed model whose `call` may branch on a tensor.
+        return tf.function(run, autograph=architecture_key(model) is None)
+
+    compiled = cached_for_model(model, ("graph_call", *key), make)
+    return lambda *args: keras.tree.map_structure(np.asarray, compiled(*args))
+
+
 def to_numpy(value) -> np.ndarray:
     # Also reads Keras variables and densifies IndexedSlices gradients (embeddings).
     return tf.convert_to_tensor(value).numpy()
