@@ -19,6 +19,7 @@ Run: `python benchmarks/bench_gradient_check.py [--repeats R] [--sample N] [--js
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -82,7 +83,9 @@ def main(argv=None) -> int:
         for repeat in range(args.repeats):
             order = list(modes) if repeat % 2 == 0 else list(reversed(modes))
             for mode in order:
-                elapsed, reports[mode] = timed(lambda m=mode: gradient_check(model, x, y, **modes[m]))
+                elapsed, reports[mode] = timed(
+                    functools.partial(gradient_check, model, x, y, **modes[mode])
+                )
                 seconds[mode].append(elapsed)
                 print(f"{name}, {mode}: {elapsed:.2f} s ({describe(reports[mode])})", flush=True)
         ratios = [

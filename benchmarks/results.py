@@ -82,7 +82,7 @@ BENCHMARKS = {
         "bench_gradient_check.py",
         "Gradient checking: the default against the course's loop",
         "`gradient_check`'s default (every variable along random directions, then parameters "
-        "one by one where it matters) against `mode=\"per_parameter\"` (the course's loop) on "
+        'one by one where it matters) against `mode="per_parameter"` (the course\'s loop) on '
         "models as people write them, back to back.",
     ),
     "experiments": (

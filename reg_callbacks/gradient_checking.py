@@ -543,10 +543,20 @@ def _run(view, passes, paths, epsilon, mode, directions, max_params, seed, notes
     )
     graded = along if along is not None else singles
     return _report(
-        mode=mode, paths=paths, shapes=shapes, offsets=offsets, analytic=analytic,
-        graded=graded, singles=singles, checked=follow, epsilon=epsilon, cost=j0,
-        precision=view.dtype, n_directions=0 if along is None else len(along.owner),
-        deterministic=deterministic, notes=notes,
+        mode=mode,
+        paths=paths,
+        shapes=shapes,
+        offsets=offsets,
+        analytic=analytic,
+        graded=graded,
+        singles=singles,
+        checked=follow,
+        epsilon=epsilon,
+        cost=j0,
+        precision=view.dtype,
+        n_directions=0 if along is None else len(along.owner),
+        deterministic=deterministic,
+        notes=notes,
     )
 
 
@@ -660,7 +670,9 @@ def _directional(costs, analytic, offsets, sizes, epsilon, sigma, directions, rn
         mis_all.append(mismatch)
         kink_all.append(kink)
         wanted = np.bincount(owner[kink], minlength=len(sizes))  # a new direction for each
-    return _Compared(*(np.concatenate(parts) for parts in (owners, a_all, n_all, mis_all, kink_all)))
+    return _Compared(
+        *(np.concatenate(parts) for parts in (owners, a_all, n_all, mis_all, kink_all))
+    )
 
 
 def _follow_up(along, analytic, offsets, sizes, rng) -> np.ndarray:
@@ -708,8 +720,23 @@ def _per_parameter(costs, analytic, offsets, indices, epsilon, sigma, batched) -
     return _Compared(owner, analytic[indices], numerical, mismatch, kink)
 
 
-def _report(*, mode, paths, shapes, offsets, analytic, graded, singles, checked, epsilon, cost,
-            precision, n_directions, deterministic, notes):
+def _report(
+    *,
+    mode,
+    paths,
+    shapes,
+    offsets,
+    analytic,
+    graded,
+    singles,
+    checked,
+    epsilon,
+    cost,
+    precision,
+    n_directions,
+    deterministic,
+    notes,
+):
     used = ~graded.kink
     per_variable, suspects, closer = {}, [], []
     for v, path in enumerate(paths):
@@ -724,10 +751,12 @@ def _report(*, mode, paths, shapes, offsets, analytic, graded, singles, checked,
             elif error >= FINE_THRESHOLD:
                 closer.append(path)
     # Worst first; between near-equal errors, the variable nearest the output first.
-    suspects.sort(key=lambda item: (-round(math.log10(per_variable[item[1]] + 1e-300), 2), -item[0]))
+    suspects.sort(
+        key=lambda item: (-round(math.log10(per_variable[item[1]] + 1e-300), 2), -item[0])
+    )
     relative_error = _relative_error(graded.analytic[used], graded.numerical[used])
-    verdict = LIKELY_BUG if suspects or math.isnan(relative_error) else (
-        LOOK_CLOSER if closer else FINE
+    verdict = (
+        LIKELY_BUG if suspects or math.isnan(relative_error) else (LOOK_CLOSER if closer else FINE)
     )
 
     numerical = np.full(len(analytic), np.nan)

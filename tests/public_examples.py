@@ -276,9 +276,7 @@ class QuickstartModel(keras.Model):
 def subclassed_quickstart(seed=0):
     rng = _rng(seed)
     model = QuickstartModel()
-    model.compile(
-        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = rng.normal(size=(8, 6, 6, 1)).astype("float32")
     y = rng.integers(0, 3, size=(8,))
     model(x)

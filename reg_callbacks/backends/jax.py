@@ -211,7 +211,9 @@ def costs_at_parameters(cost, shapes, x, y, dtype, autograph=True):
         parts = jnp.split(point, splits) if splits else [point]
         return cost([p.reshape(s) for p, s in zip(parts, shapes, strict=True)], x, y)[0]
 
-    run = jax.jit(lambda theta, indices, steps: jax.lax.map(lambda p: at(theta, p), (indices, steps)))
+    run = jax.jit(
+        lambda theta, indices, steps: jax.lax.map(lambda p: at(theta, p), (indices, steps))
+    )
 
     def costs(theta, indices, steps):
         values = run(jnp.asarray(theta, dtype), jnp.asarray(indices), jnp.asarray(steps, dtype))

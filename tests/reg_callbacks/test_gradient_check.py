@@ -279,9 +279,7 @@ class PlantedBugDense(keras.layers.Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
-        self.bias = self.add_weight(
-            shape=(self.units,), initializer="random_normal", name="bias"
-        )
+        self.bias = self.add_weight(shape=(self.units,), initializer="random_normal", name="bias")
 
     def call(self, inputs):
         ops, bug = keras.ops, self.bug
@@ -353,9 +351,9 @@ def test_a_planted_bug_is_flagged_with_its_variable_first(batch, bug, mode):
 
 def test_the_course_clipped_kernel_is_flagged_after_training():
     # The course's last advice: a bug hidden while the weights are small shows after training.
-    from experiments.gradient_check import clipped_dense
     from sklearn.datasets import make_moons
 
+    from experiments.gradient_check import clipped_dense
     from reg_callbacks import train
 
     x, y = make_moons(200, noise=0.2, random_state=1)
