@@ -97,9 +97,9 @@ def test_callbacks_benchmark_refuses_an_unknown_model_kind(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, bench)
     spec.loader.exec_module(bench)
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--kinds", "mobilenet"])
+        bench.main(["--kinds", "resnet50"])
     assert exit_info.value.code == 2
-    assert "unknown kind(s) ['mobilenet']" in capsys.readouterr().err
+    assert "unknown kind(s) ['resnet50']" in capsys.readouterr().err
 
 
 @pytest.mark.slow
