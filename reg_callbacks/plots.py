@@ -538,6 +538,7 @@ def tradeoff(
     errors_ax.set_ylim(bottom=0)
     errors_ax.set(title=title, ylabel="error")
     parts_ax.set(title="Decomposition of the dev loss (0-1)", ylabel="share of the error")
+    return figure
 
 
 def activation_std_by_depth(

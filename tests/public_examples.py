@@ -520,6 +520,7 @@ GRADIENT_CHECK_EXAMPLES = {
 }
 
 
+# ---------------------------------------------------------------------------------------
 # Activation statistics (issue 27): a model written as the examples write theirs — a custom
 # block without `**kwargs` or `get_config` holding its Dense layers as attributes, a dict
 # input named unlike its key — and the keras.io MNIST convnet above.
