@@ -222,8 +222,10 @@ def _check_existing(path: str) -> None:
             "writable, or name another store with --tracking-uri."
         )
     try:
+        # Read-write, never creating: a writer killed mid-transaction leaves a hot journal
+        # that only a writable connection may roll back (read-only would refuse the store).
         connection = sqlite3.connect(
-            f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=30
+            f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, timeout=30
         )
         try:
             leftovers = [

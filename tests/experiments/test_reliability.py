@@ -212,6 +212,31 @@ def test_a_store_left_mid_migration_is_one_line_with_the_fix(tmp_path):
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
 
 
+KILLED_MID_WRITE = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 8")  # spills into the file mid-transaction, as a big write does
+db.execute("BEGIN")
+db.execute("UPDATE runs SET status = 'KILLED'")
+db.execute("CREATE TABLE filler AS SELECT randomblob(100000) FROM runs")
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_transaction_is_rolled_back_and_the_store_works(tmp_path):
+    store = tmp_path / "mlflow.db"
+    assert _command(*TOY, cwd=tmp_path).returncode == 0
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(store)])
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "mlflow.db-journal").exists()  # the hot journal a SIGKILL leaves
+    for command in (TOY, ["experiments.sweep", "--grid", "grid.yaml"]):
+        (tmp_path / "grid.yaml").write_text(CENTROID_GRID.format(name="x", extra=""))
+        result = _command(*command, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert set(_statuses(store)) == {"FINISHED"}
+
+
 @pytest.mark.parametrize("command", [TOY, ["experiments.sweep", "--grid", "grid.yaml"]])
 @pytest.mark.parametrize("uri", ["sqlite:///", "sqlite:///:memory:"])
 def test_an_in_memory_sqlite_store_is_refused(tmp_path, command, uri):
