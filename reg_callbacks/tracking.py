@@ -18,6 +18,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -223,7 +224,12 @@ def get_or_create_experiment(
     if description:
         tags[MLFLOW_RUN_NOTE] = description
     try:
-        return with_retries(client.create_experiment, name, tags=tags)
+        return with_retries(
+            client.create_experiment,
+            name,
+            artifact_location=_artifact_location(client.tracking_uri),
+            tags=tags,
+        )
     except MlflowException:
         # Another process may have created it between our lookup and our create; if not,
         # the create's own error (a full disk, a read-only store) is the one to report.
@@ -231,6 +237,21 @@ def get_or_create_experiment(
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment of a local SQLite store keeps its artifacts, when MLflow's
+    own choice would be wrong; else None (MLflow or the server chooses).
+
+    MLflow stores `./mlruns` as a plain path and later reads it as a URI, so a `%` in the
+    working folder's name is decoded (`pct%41` becomes `pctA`): the artifacts would land in
+    another folder. A `file:` URI names the folder itself; the experiment gets a folder of
+    its own under `mlruns/`, since its id is not known before it is created.
+    """
+    local_root = Path.cwd() / "mlruns"
+    if not str(tracking_uri).startswith("sqlite:") or "%" not in str(local_root):
+        return None
+    return (local_root / uuid.uuid4().hex).as_uri()
 
 
 class ArtifactStoreError(RuntimeError):

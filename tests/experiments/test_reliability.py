@@ -291,6 +291,8 @@ def test_the_default_store_is_in_the_working_folder_whatever_its_name(tmp_path, 
     databases = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes()[:6] == b"SQLite"]
     assert databases == [work / "mlflow.db"]
     assert _finished_runs(work / "mlflow.db") == 3  # the toy's run, the sweep's parent and child
+    artifacts = [p.relative_to(tmp_path) for p in tmp_path.rglob("summary.json")]
+    assert artifacts and all(p.parts[:2] == (folder, "mlruns") for p in artifacts), artifacts
 
 
 def _in_private_mounts(script: str, cwd, env=None, timeout=600):
