@@ -25,7 +25,10 @@ of each child run; the parent run shows them side by side on one colour scale), 
 `ActivationStatsLogger` each layer's activations on the same probe rows, before the first step
 and at each of those intervals (`act_std/…`, `dead_fraction/…` and the other activation
 metrics, the `activation_health` tags, `activation_std_by_depth.png` and
-`activation_histograms.png` of each child run): the activations show why the gradients go. Small
+`activation_histograms.png` of each child run): the activations show why the gradients go.
+At initialization small weights shrink the spread layer by layer (`vanishing`); He keeps it,
+yet 16 units on the moons' 2-D inputs are few, and over half of some deep layer's ReLU units
+never fire on the probe (`dead units`). Small
 initialization (normal, sd 0.01) vanishes from the start — the first layer's gradient
 underflows to 0 — and the net stays at chance; He (normal, variance 2/n_in) starts and stays
 healthy and learns. Xavier's variance 2/(n_in + n_out) (`--inits small,xavier,he`) halves the
