@@ -38,9 +38,12 @@ from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
-# Lines of `activation_std_by_depth.png`: the start, the end and evenly spaced ones between
-# (one a measurement would crowd the legend past reading).
+# Lines of `activation_std_by_depth.png` (one a measurement would crowd the legend past
+# reading) and layers of `activation_histograms.png` (drawing a panel for each of the 31
+# layers of the gradients topic's net took longer than training it): the first, the last
+# and evenly spaced ones between.
 ACTIVATION_LINES = 6
+ACTIVATION_PANELS = 8
 # Seconds between system-metric samples (MLflow's default, 10, is longer than most course
 # runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL = 1.0
@@ -283,7 +286,8 @@ class _TrainingRecords:
         heatmap. `activations`: its measurement before training (which no epoch's logs
         hold) at `start_step`, the step training began at, under its `logs` keys; the
         `activation_health` and `activation_health_at_start` tags; `activation_std_by_depth.png`
-        (a line per measurement, at most `ACTIVATION_LINES`) and `activation_histograms.png`.
+        (a line per measurement, at most `ACTIVATION_LINES`) and `activation_histograms.png`
+        (a panel per layer, at most `ACTIVATION_PANELS`).
         Figures only with `figures`; their x axis is in iterations when
         `iterations_per_epoch` is given, else in epochs. A callback that has measured
         nothing yet records nothing.
@@ -444,16 +448,22 @@ def _activation_figures(logger, iterations_per_epoch: int | None) -> dict:
 
     history, epochs = logger.history, logger.epochs
     std_keys = [key for key in history if key.startswith("act_std/")]
-    shown = np.linspace(0, len(epochs) - 1, min(len(epochs), ACTIVATION_LINES))
-    shown = np.unique(shown.astype(int))
+    shown = _spread(len(epochs), ACTIVATION_LINES)
     std = [[history[key][i] for key in std_keys] for i in shown]
     labels = [_measurement_label(epochs[i], iterations_per_epoch) for i in shown]
+    paths = list(logger.histograms)
+    histograms = {
+        paths[i]: logger.histograms[paths[i]] for i in _spread(len(paths), ACTIVATION_PANELS)
+    }
     return {
         "activation_std_by_depth.png": plots.activation_std_by_depth(std, labels),
-        "activation_histograms.png": plots.activation_histograms(
-            logger.histograms, logger.ranges, epochs
-        ),
+        "activation_histograms.png": plots.activation_histograms(histograms, logger.ranges, epochs),
     }
+
+
+def _spread(count: int, most: int) -> list[int]:
+    """At most `most` indices of `count` items: the first, the last, evenly spaced between."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(count, most))})
 
 
 def _measurement_label(epoch: int, iterations_per_epoch: int | None) -> str:
