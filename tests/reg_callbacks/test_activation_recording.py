@@ -135,3 +135,23 @@ def test_a_second_fit_records_its_start_at_the_step_it_began():
     history = metric_history(recorder.run_id, "act_std/dense")
     assert [step for step, _ in history] == [2, 4]
     assert history[0][1] == pytest.approx(before_second_fit["act_std/dense"], rel=1e-5)
+
+
+def test_the_tags_tell_the_start_from_the_end():
+    """Targets 100x too large and a large step push the tanh layer's units to ±1."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = 100 * (x[:, :1] > 0).astype("float32")
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(2)
+    model = TanhMlp([8])
+    model.compile(keras.optimizers.SGD(5.0), "mse")
+    logger = ActivationStatsLogger(x)
+    with RunRecorder("demo") as recorder:
+        recording = recorder.keras_callback(logger, figures=False)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[logger, recording])
+    kernel, bias = model.get_weights()[:2]
+    assert np.mean(np.abs(np.tanh(x @ kernel + bias)) > 0.99) > 0.5  # NumPy: saturated
+    tags = MlflowClient().get_run(recorder.run_id).data.tags
+    assert tags["activation_health_at_start"] == "healthy"
+    assert tags["activation_health"] == "saturated"
