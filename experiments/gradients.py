@@ -21,7 +21,14 @@ values are plotted where they exist.
 Part 2, training. A ReLU net of depth 30 (width 16, sigmoid output) on the noisy moons, full-
 batch gradient descent, lr 0.1, 500 iterations; `GradientNormLogger` records each layer's
 gradient norm every 25 iterations (the `gradient_norms.png` heatmap and `gradient_health` tag
-of each child run; the parent run shows them side by side on one colour scale). Small
+of each child run; the parent run shows them side by side on one colour scale), and
+`ActivationStatsLogger` each layer's activations on the same probe rows, before the first step
+and at each of those intervals (`act_std/…`, `dead_fraction/…` and the other activation
+metrics, the `activation_health` tags, `activation_std_by_depth.png` and
+`activation_histograms.png` of each child run): the activations show why the gradients go.
+At initialization small weights shrink the spread layer by layer (`vanishing`); He keeps it,
+yet 16 units on the moons' 2-D inputs are few, and over half of some deep layer's ReLU units
+never fire on the probe (`dead units`). Small
 initialization (normal, sd 0.01) vanishes from the start — the first layer's gradient
 underflows to 0 — and the net stays at chance; He (normal, variance 2/n_in) starts and stays
 healthy and learns. Xavier's variance 2/(n_in + n_out) (`--inits small,xavier,he`) halves the
@@ -374,7 +381,11 @@ def train_one(cfg: Config, init: Init, data: DataSplit, **where):
         ) as tracked:
             # No XLA: compiling the 31-layer loop takes longer than 500 plain steps (~3x).
             tracked.train(
-                model, iterations=cfg.iterations, log_every=log_interval(cfg), jit_compile=False
+                model,
+                iterations=cfg.iterations,
+                log_every=log_interval(cfg),
+                jit_compile=False,
+                activations=True,
             )
             summary = tracked.summary()
     except TrainingDiverged as error:
@@ -382,10 +393,12 @@ def train_one(cfg: Config, init: Init, data: DataSplit, **where):
             "run_id": tracked.run_id,
             "diverged": str(error),
             "gradient_health": tracked.gradients.health,
+            "activation_health": tracked.activations.health,
         }
     logger = tracked.gradients
     start = [values[0] for values in logger.history.values()]
     summary.update(
+        activation_health_at_start=tracked.activations.health_history[0],
         gradient_health_at_start=logger.health_history[0],
         first_layer_norm_at_start=start[0],
         last_layer_norm_at_start=start[-1],

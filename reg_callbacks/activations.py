@@ -275,7 +275,8 @@ class _Measurer:
         `compiled`: one function traced once per model and reused (a callback measuring
         every epoch); else run eagerly (a single measurement, which a trace of a deep net
         would cost more than it saves). The first measurement with `histograms` runs twice:
-        its numbers fix the histograms' ranges.
+        its numbers, measured eagerly (a second trace would cost more than a 31-layer course
+        net's whole measurement), fix the histograms' ranges.
         """
         if not self.paths:
             raise ValueError(
@@ -283,7 +284,7 @@ class _Measurer:
                 "and trainable?); there are no activations to measure."
             )
         if histograms and self.ranges is None:
-            first = self._run(probe, None, compiled)
+            first = self._run(probe, None, compiled=False)
             numbers = self._numbers(first)
             self.ranges = np.asarray(
                 [

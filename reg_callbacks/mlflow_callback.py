@@ -40,8 +40,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     The step of each row is the optimizer's iteration count at the end of the epoch, so a
     run trained with `reg_callbacks.train` shows the cost against iterations, as the course
     plots it. Put it last: after callbacks that add to `logs` (`BiasVarianceCallback`,
-    `GradientNormLogger`) and after an `EarlyStopping` that restores the best weights (the
-    model is logged as training ends).
+    `GradientNormLogger`, `ActivationStatsLogger`) and after an `EarlyStopping` that
+    restores the best weights (the model is logged as training ends).
 
     The buffered rows go to one `recorder.log_metrics` call on a background thread at the
     first epoch end `flush_secs` after the previous write, and as the last epoch begins;
@@ -55,6 +55,10 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
       `bayes_error`, `remedies`) and, with `figures`, `errors.png`.
     - `measured` `GradientNormLogger`: tags `gradient_health`, `gradient_health_at_start`
       and, with `figures`, `gradient_norms.png`.
+    - `measured` `ActivationStatsLogger`: its measurement before the first step (the
+      initialization, which no epoch's logs hold) under its `logs` keys at the step training
+      began; tags `activation_health`, `activation_health_at_start` and, with `figures`,
+      `activation_std_by_depth.png` and `activation_histograms.png`.
     - `datasets`: as training begins, MLflow dataset inputs `<dataset_name>/<context>` and the
       `data_hash` tag.
     - `log_model`: the trained model as the run's MLflow model `model`, unless the last
@@ -63,8 +67,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
 
     Args:
         recorder: An entered `RunRecorder`.
-        *measured: `BiasVarianceCallback` and `GradientNormLogger` instances trained in the
-            same `fit`, whose results to record.
+        *measured: `BiasVarianceCallback`, `GradientNormLogger` and `ActivationStatsLogger`
+            instances (one of each at most) trained in the same `fit`, whose results to record.
         flush_secs: Seconds between writes, at least: how far the MLflow UI may lag
             behind training. 0 writes every epoch.
         figures: Draw the figures of `measured` callbacks.
@@ -110,7 +114,7 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             raise ValueError(f"flush_secs must be a number of seconds >= 0; got {flush_secs!r}.")
         self.recorder = recorder
         self.flush_secs = flush_secs
-        self.bias_variance, self.gradients = _measured_callbacks(measured)
+        self.bias_variance, self.gradients, self.activations = _measured_callbacks(measured)
         self.figures = figures
         self.datasets = _checked_datasets(datasets)
         self.dataset_name = dataset_name
@@ -129,12 +133,14 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
         self._writes: list[Future] = []
         self._writer: ThreadPoolExecutor | None = None
         self._last_write = 0.0
+        self._start_step = 0
 
     def on_train_begin(self, logs=None):
         self._rows = []
         self._writes = []
         self._probed = None
         self._last_write = monotonic()
+        self._start_step = _iterations(self.model)
         if self.datasets and not self._datasets_logged:  # once a run, not once a fit
             splits = self.datasets
             self.recorder.log_datasets(splits, name=self.dataset_name)
@@ -158,8 +164,7 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = self.take_probe_values(epoch)
         if step is None:
-            optimizer = self.model.optimizer
-            step = keras.ops.convert_to_numpy(optimizer.iterations) if optimizer else epoch
+            step = _iterations(self.model, otherwise=epoch)
         step = int(step)
         self._rows.append((step, dict(logs or {})))
         self._raise_failed_write()
@@ -168,12 +173,14 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()
-        if self.bias_variance is not None or self.gradients is not None:
+        if any(c is not None for c in (self.bias_variance, self.gradients, self.activations)):
             self.recorder.log_training(
                 bias_variance=self.bias_variance,
                 gradients=self.gradients,
+                activations=self.activations,
                 figures=self.figures,
                 iterations_per_epoch=(self.params or {}).get("steps"),
+                start_step=self._start_step,
             )
         if self.model_summary or self.log_model:
             self.recorder.log_model_summary(self.model)
@@ -214,20 +221,27 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
 
 
 def _measured_callbacks(measured) -> tuple:
-    """`(bias_variance, gradients)` among `measured`, each `None` if absent."""
+    """`(bias_variance, gradients, activations)` among `measured`, each `None` if absent."""
+    from reg_callbacks.activations import ActivationStatsLogger
     from reg_callbacks.bias_variance import BiasVarianceCallback
     from reg_callbacks.gradient_norms import GradientNormLogger
 
-    found = {BiasVarianceCallback: None, GradientNormLogger: None}
+    found = {BiasVarianceCallback: None, GradientNormLogger: None, ActivationStatsLogger: None}
     for callback in measured:
         kind = next((kind for kind in found if isinstance(callback, kind)), None)
         if kind is None or found[kind] is not None:
             raise ValueError(
-                "the callbacks to record must be one BiasVarianceCallback and/or one "
-                f"GradientNormLogger; got {callback!r}."
+                "the callbacks to record must be one BiasVarianceCallback, one "
+                f"GradientNormLogger and/or one ActivationStatsLogger; got {callback!r}."
             )
         found[kind] = callback
-    return found[BiasVarianceCallback], found[GradientNormLogger]
+    return tuple(found.values())
+
+
+def _iterations(model, otherwise: int = 0) -> int:
+    """The optimizer's step count (`otherwise` for a model without an optimizer)."""
+    optimizer = model.optimizer
+    return int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer else otherwise
 
 
 def _checked_datasets(datasets) -> dict:

@@ -39,6 +39,12 @@ from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
 # MLflow's limits per log_batch call.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 _MAX_PARAM_LENGTH = 6000
+# Lines of `activation_std_by_depth.png` (one a measurement would crowd the legend past
+# reading) and layers of `activation_histograms.png` (drawing a panel for each of the 31
+# layers of the gradients topic's net took longer than training it): the first, the last
+# and evenly spaced ones between.
+ACTIVATION_LINES = 6
+ACTIVATION_PANELS = 8
 # Seconds between system-metric samples (MLflow's default, 10, is longer than most course
 # runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL = 1.0
@@ -287,15 +293,23 @@ class _TrainingRecords:
         *,
         bias_variance=None,
         gradients=None,
+        activations=None,
         figures: bool = True,
         iterations_per_epoch: int | None = None,
+        start_step: int = 0,
     ) -> None:
-        """Record what a `BiasVarianceCallback` and a `GradientNormLogger` measured.
+        """Record what a `BiasVarianceCallback`, a `GradientNormLogger` and an
+        `ActivationStatsLogger` measured.
 
         `bias_variance`: its last diagnosis (`log_diagnosis`) and `errors.png`, train and dev
         error over training with the Bayes error dashed. `gradients`: the `gradient_health`
         and `gradient_health_at_start` tags and `gradient_norms.png`, the layer x interval
-        heatmap. Figures only with `figures`; their x axis is in iterations when
+        heatmap. `activations`: its measurement before training (which no epoch's logs
+        hold) at `start_step`, the step training began at, under its `logs` keys; the
+        `activation_health` and `activation_health_at_start` tags; `activation_std_by_depth.png`
+        (a line per measurement, at most `ACTIVATION_LINES`) and `activation_histograms.png`
+        (a panel per layer, at most `ACTIVATION_PANELS`).
+        Figures only with `figures`; their x axis is in iterations when
         `iterations_per_epoch` is given, else in epochs. A callback that has measured
         nothing yet records nothing.
         """
@@ -329,6 +343,22 @@ class _TrainingRecords:
                     gradients.history, gradients.epochs, iterations_per_epoch=iterations_per_epoch
                 )
                 self.log_figure(figure, "gradient_norms.png")
+        if activations is not None and activations.health is not None:
+            self._log_activations(activations, figures, iterations_per_epoch, start_step)
+
+    def _log_activations(self, logger, figures, iterations_per_epoch, start_step) -> None:
+        # The logger measures first as training begins: its first values are the start's.
+        start = {key: values[0] for key, values in logger.history.items()}
+        self.log_metrics([(start_step, start)])
+        self.set_tags(
+            {
+                "activation_health": logger.health,
+                "activation_health_at_start": logger.health_history[0],
+            }
+        )
+        if figures:
+            for name, figure in _activation_figures(logger, iterations_per_epoch).items():
+                self.log_figure(figure, name)
 
     def log_data(self, *arrays) -> str:
         """Tag the run with the fingerprint of its data; returns it."""
@@ -431,6 +461,39 @@ class _TrainingRecords:
             [LoggedModelOutput(logged.model_id, step=self.last_step)],
         )
         return info.model_uri
+
+
+def _activation_figures(logger, iterations_per_epoch: int | None) -> dict:
+    """`{artifact file: figure}` of an `ActivationStatsLogger`'s measurements."""
+    from reg_callbacks import plots
+
+    history, epochs = logger.history, logger.epochs
+    std_keys = [key for key in history if key.startswith("act_std/")]
+    shown = _spread(len(epochs), ACTIVATION_LINES)
+    std = [[history[key][i] for key in std_keys] for i in shown]
+    labels = [_measurement_label(epochs[i], iterations_per_epoch) for i in shown]
+    paths = list(logger.histograms)
+    histograms = {
+        paths[i]: logger.histograms[paths[i]] for i in _spread(len(paths), ACTIVATION_PANELS)
+    }
+    return {
+        "activation_std_by_depth.png": plots.activation_std_by_depth(std, labels),
+        "activation_histograms.png": plots.activation_histograms(histograms, logger.ranges, epochs),
+    }
+
+
+def _spread(count: int, most: int) -> list[int]:
+    """At most `most` indices of `count` items: the first, the last, evenly spaced between."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(count, most))})
+
+
+def _measurement_label(epoch: int, iterations_per_epoch: int | None) -> str:
+    """`"start"` for a measurement before training, else the epoch (or iteration) it ended."""
+    if epoch < 0:
+        return "start"
+    if iterations_per_epoch:
+        return f"iteration {(epoch + 1) * iterations_per_epoch}"
+    return f"epoch {epoch + 1}"
 
 
 def _as_numpy(structure):

@@ -22,9 +22,11 @@ the config. Every run logs its train and dev sets as MLflow dataset inputs (`tra
 per-layer gradient norms with `GradientNormLogger`) and trains through the fast path; the
 recorder's Keras callback records the diagnosis, gradient health, learning curve, gradient
 heatmap, `model_summary.txt` and the model as training ends: the code a library user's run
-records through, asked for everything. When an `EarlyStopping(restore_best_weights=True)`
-among the callbacks has put the best weights back, the diagnosis and the final cost are
-measured again on those weights before they are recorded.
+records through, asked for everything; `run.train(..., activations=True)` adds an
+`ActivationStatsLogger` (for deep nets), recorded the same way. When an
+`EarlyStopping(restore_best_weights=True)` among the callbacks has put the best weights back,
+the diagnosis and the final cost are measured again on those weights before they are
+recorded.
 Load and validate data *before* entering `tracked_run`, so bad input leaves no run behind;
 a tracking store that cannot work is refused before the run opens, too.
 TensorFlow is imported only when a run starts.
@@ -47,7 +49,7 @@ from reg_callbacks.diagnosis import NUMBERS as DIAGNOSIS_NUMBERS
 if TYPE_CHECKING:
     from experiments.harness.datasets import DataSplit
 
-PROBE_ROWS = 256  # rows of the training set the gradient norms are measured on
+PROBE_ROWS = 256  # rows of the training set the gradient norms and activations are measured on
 # What the sweep reads from a topic's summary for its table.
 SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 
@@ -62,6 +64,7 @@ class TrackedRun:
         self.bayes_error = bayes_error
         self.bias_variance = None
         self.gradients = None
+        self.activations = None
         self.history = None
         self.early_stopping: dict = {}  # stopped/best interval and iteration, restored cost
         self._started = time.perf_counter()
@@ -80,17 +83,24 @@ class TrackedRun:
         callbacks=(),
         seed: int = 0,
         jit_compile: bool | str = "auto",
+        activations: bool = False,
     ):
         """Train `model` on the run's data with the standard callbacks, then record it.
 
         `callbacks` run after the error and gradient callbacks (so `EarlyStopping` can
         monitor `dev_error`) and before MLflow recording. `jit_compile` is passed to
         `reg_callbacks.train`: `False` skips XLA for layers without an XLA kernel (random
-        image augmentation) or runs too short to repay the compile.
+        image augmentation) or runs too short to repay the compile. `activations` adds an
+        `ActivationStatsLogger` on the probe rows, measuring every interval.
         """
         import keras
 
-        from reg_callbacks import BiasVarianceCallback, GradientNormLogger, train
+        from reg_callbacks import (
+            ActivationStatsLogger,
+            BiasVarianceCallback,
+            GradientNormLogger,
+            train,
+        )
         from reg_callbacks.mlflow_callback import MODEL_EXAMPLE_ROWS
         from reg_callbacks.training import DEFAULT_LOG_EVERY
 
@@ -100,14 +110,17 @@ class TrackedRun:
             (data.x_train, data.y_train), (data.x_dev, data.y_dev), bayes_error=self.bayes_error
         )
         self.gradients = GradientNormLogger((data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]))
+        measured = [self.bias_variance, self.gradients]
+        if activations:
+            self.activations = ActivationStatsLogger(data.x_train[:PROBE_ROWS])
+            measured.append(self.activations)
         # Between the user's callbacks (an `EarlyStopping` restores its best weights as
         # training ends) and the recording of the diagnosis and model that follows.
         rediagnose = keras.callbacks.LambdaCallback(
             on_train_end=lambda logs: self._rediagnose_restored(model, callbacks, log_every)
         )
         recording = self.recorder.keras_callback(
-            self.bias_variance,
-            self.gradients,
+            *measured,
             model_summary=True,
             log_model=self.log_model,
             input_example=data.x_train[:MODEL_EXAMPLE_ROWS],
@@ -119,7 +132,7 @@ class TrackedRun:
             iterations=iterations,
             log_every=log_every,
             batch_size=batch_size,
-            callbacks=[self.bias_variance, self.gradients, *callbacks, rediagnose, recording],
+            callbacks=[*measured, *callbacks, rediagnose, recording],
             shuffle_seed=seed,
             jit_compile=jit_compile,
         )
@@ -156,6 +169,8 @@ class TrackedRun:
             summary["final_cost"] = self.history.history["loss"][-1]
         if self.gradients is not None and self.gradients.health is not None:
             summary["gradient_health"] = self.gradients.health
+        if self.activations is not None and self.activations.health is not None:
+            summary["activation_health"] = self.activations.health
         summary.update(self.early_stopping)
         summary.update(extra)
         summary["seconds"] = round(time.perf_counter() - self._started, 3)

@@ -99,9 +99,10 @@ def graph_call(model, key: tuple, function):
 
     def run(model_ref, trainable, non_trainable, args):
         model = model_ref()
+        mode = {"training": False} if _takes_training(model) else {}  # as in `forward`
 
         def forward(x):
-            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+            return model.stateless_call(trainable, non_trainable, x, **mode)[0]
 
         return function(model, forward, *args)
 

@@ -1,5 +1,5 @@
 """The gradients experiment: the gain^L law exactly (tier 1), bad vs good init end to end with
-the health labels in MLflow (tier 4), and the CLI.
+the health labels and the activations in MLflow (tier 4), and the CLI.
 """
 
 import json
@@ -20,6 +20,7 @@ from experiments.gradients import (
     law_depths,
     law_results,
     linear_probe,
+    make_data,
     predicted_law,
     run,
 )
@@ -145,6 +146,46 @@ def test_bad_init_vanishes_he_is_healthy_and_mlflow_has_it(mlflow_store):
         assert run_.data.tags["bias_variance"] == child["label"]
         assert run_.data.params["inits"] == init
         assert "gradient_norms.png" in {a.path for a in client.list_artifacts(child["run_id"])}
+
+    # Each child run holds its activations: the initialization at step 0, then every interval.
+    layers = [f"hidden_{i:02d}" for i in range(1, 31)] + ["output"]
+    measurements = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "z_std")
+    for child in (small, he):
+        run_ = client.get_run(child["run_id"])
+        keys = {key for key in run_.data.metrics if key.split("/")[0] in measurements}
+        assert keys == {f"{m}/{layer}" for m in measurements for layer in layers}
+        steps = [m.step for m in client.get_metric_history(child["run_id"], "act_std/hidden_01")]
+        assert sorted(steps) == list(range(0, 301, 15))
+        assert run_.data.tags["activation_health"] == child["activation_health"]
+        assert run_.data.tags["activation_health_at_start"] == child["activation_health_at_start"]
+        artifacts = {a.path for a in client.list_artifacts(child["run_id"])}
+        assert {"activation_std_by_depth.png", "activation_histograms.png"} <= artifacts
+    # N(0, 0.01²) shrinks the ReLU signal at every layer. He keeps its spread, but 16 units
+    # on 2-D inputs are few: over half of some deep layer's units never fire on the probe.
+    assert small["activation_health_at_start"] == "vanishing"
+    assert he["activation_health_at_start"] == "dead units"
+    # The recorded start is the initialization: a float64 NumPy forward pass of He's net.
+    data = make_data(cfg)
+    expected = numpy_relu_net(build_model(cfg, "he", 2).get_weights(), data.x_train[:256])
+    for layer, (std, dead) in zip(layers, expected, strict=True):
+        for key, value in ((f"act_std/{layer}", std), (f"dead_fraction/{layer}", dead)):
+            (at_start,) = [
+                m.value for m in client.get_metric_history(he["run_id"], key) if m.step == 0
+            ]
+            assert at_start == pytest.approx(value, rel=1e-4), key
+
+
+def numpy_relu_net(weights, x) -> list[tuple[float, float]]:
+    """`(std, dead fraction)` of each layer's output of `build_model`'s ReLU net (sigmoid
+    output, whose dead fraction is 0: it is no ReLU)."""
+    a, stats = np.asarray(x, np.float64), []
+    pairs = list(zip(weights[::2], weights[1::2], strict=True))
+    for i, (kernel, bias) in enumerate(pairs):
+        z = a @ kernel.astype(np.float64) + bias
+        last = i == len(pairs) - 1
+        a = 1 / (1 + np.exp(-z)) if last else np.maximum(z, 0)
+        stats.append((a.std(), 0.0 if last else np.mean(~(a > 0).any(axis=0))))
+    return stats
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:

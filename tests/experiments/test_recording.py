@@ -144,21 +144,35 @@ HARNESS_ONLY = {"tags": {"experiment", "data_source"}}
 def test_a_library_run_records_what_the_harness_records():
     from experiments.harness.datasets import DataSplit
     from experiments.harness.runner import tracked_run
-    from reg_callbacks import BiasVarianceCallback, GradientNormLogger, RunRecorder
+    from reg_callbacks import (
+        ActivationStatsLogger,
+        BiasVarianceCallback,
+        GradientNormLogger,
+        RunRecorder,
+    )
 
     (x, y), (x_dev, y_dev) = digits(64, seed=0), digits(32, seed=1)
     data = DataSplit(x, y, x_dev, y_dev, source="digits(seed=0)")
     with tracked_run(ConvConfig(), data, run_name="harness", experiment="compare") as tracked:
-        tracked.train(mnist_convnet(), iterations=4, log_every=2, batch_size=32, jit_compile=False)
+        tracked.train(
+            mnist_convnet(),
+            iterations=4,
+            log_every=2,
+            batch_size=32,
+            jit_compile=False,
+            activations=True,
+        )
     harness = recorded(tracked.run_id)
 
     model = mnist_convnet()
     bias_variance = BiasVarianceCallback((x, y), (x_dev, y_dev))
     gradients = GradientNormLogger((x[:32], y[:32]))
+    activations = ActivationStatsLogger(x[:32])
     with RunRecorder("compare", run_name="library") as recorder:
         recording = recorder.keras_callback(
             bias_variance,
             gradients,
+            activations,
             datasets={"training": (x, y), "validation": (x_dev, y_dev)},
             dataset_name="digits",
             log_model=True,
@@ -169,7 +183,7 @@ def test_a_library_run_records_what_the_harness_records():
             batch_size=32,
             epochs=2,
             verbose=0,
-            callbacks=[bias_variance, gradients, recording],
+            callbacks=[bias_variance, gradients, activations, recording],
         )
     library = recorded(recorder.run_id)
 
@@ -179,7 +193,10 @@ def test_a_library_run_records_what_the_harness_records():
     # Both ran 4 optimizer steps; the model is linked at the step it was trained to.
     assert harness["model_steps"] == library["model_steps"] == [4]
     assert {"errors.png", "gradient_norms.png", "model_summary.txt"} <= library["artifacts"]
+    assert {"activation_std_by_depth.png", "activation_histograms.png"} <= library["artifacts"]
     assert {"bias_variance", "gradient_health", "gradient_health_at_start"} <= library["tags"]
+    assert {"activation_health", "activation_health_at_start"} <= library["tags"]
+    assert {"act_std/conv2d", "dead_fraction/conv2d_1", "z_std/dense"} <= library["metrics"]
 
     # The values are the callbacks' own, and the model loads back as trained.
     import mlflow.keras
