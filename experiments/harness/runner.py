@@ -96,10 +96,17 @@ class TrackedRun:
 
         data = self.data
         log_every = log_every or min(DEFAULT_LOG_EVERY, iterations)
+        # Every interval, as the course's curves and diagnoses were recorded (the default
+        # "auto" schedule would skip intervals whose probes `train` cannot compute in-loop).
         self.bias_variance = BiasVarianceCallback(
-            (data.x_train, data.y_train), (data.x_dev, data.y_dev), bayes_error=self.bayes_error
+            (data.x_train, data.y_train),
+            (data.x_dev, data.y_dev),
+            bayes_error=self.bayes_error,
+            every=1,
         )
-        self.gradients = GradientNormLogger((data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]))
+        self.gradients = GradientNormLogger(
+            (data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]), every=1
+        )
         # Between the user's callbacks (an `EarlyStopping` restores its best weights as
         # training ends) and the recording of the diagnosis and model that follows.
         rediagnose = keras.callbacks.LambdaCallback(
