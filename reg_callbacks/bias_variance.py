@@ -111,13 +111,14 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             solve perfectly).
         every: `"auto"` (default): under `fit`, evaluate at the last epoch and at any other
             whose evaluation keeps this callback within `probes.MEASUREMENT_BUDGET` of the
-            training time so far (its cost timed on one batch as training begins, then on
-            its latest evaluation; see `probes.Schedule`): on epochs of a few thousand rows,
-            evaluating the train subsample and the whole dev set costs a large share of an
-            epoch, measured by `benchmarks/bench_callbacks.py` (the overhead with `--every
-            1` and with this default is on the results page). Under `train`, whose interval
-            call evaluates small sets nearly for free, every epoch. An integer: evaluate
-            every this many epochs, as `EarlyStopping(monitor="dev_error")` needs (`1`).
+            training time so far (`probes.Schedule`; the cost is first estimated from one
+            batch timed at the first epoch's end, then taken from the latest evaluation): on
+            epochs of a few thousand rows, evaluating the train subsample and the whole dev
+            set every epoch costs a large share of an epoch (`benchmarks/bench_callbacks.py
+            --every 1` measures it; this default's overhead is on the results page). Under
+            `train`, whose interval call evaluates small sets nearly for free, every epoch
+            (sets too large for it: as under `fit`). An integer: evaluate every this many
+            epochs; `EarlyStopping(monitor="dev_error")` needs `1`.
         output: For a model with several outputs, the one to diagnose: its name or index.
             Its targets are `y[name]` (a dict), `y[index]` (a list) or `y` itself.
         error_fn: `error_fn(y_true, y_pred) -> float`; defaults to `classification_error`.

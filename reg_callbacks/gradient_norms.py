@@ -164,13 +164,13 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
             epochs are comparable.
         every: `"auto"` (default): under `fit`, measure before training, at the last epoch
             and at any other whose measurement keeps this logger within
-            `probes.MEASUREMENT_BUDGET` of the training time so far (its cost: its latest
-            measurement's; see `probes.Schedule`): on epochs of a few thousand rows, a
-            gradient over a few hundred probe rows costs a large share of an epoch, measured
-            by `benchmarks/bench_callbacks.py` (the overhead with `--every 1` and with this
-            default is on the results page). Under `train`, whose interval call computes a
-            small probe's norms nearly for free, every epoch. An integer: before training
-            and every this many epochs.
+            `probes.MEASUREMENT_BUDGET` of the training time so far (`probes.Schedule`; the
+            cost is the latest measurement's): on epochs of a few thousand rows, a gradient
+            over a few hundred probe rows every epoch costs a large share of an epoch
+            (`benchmarks/bench_callbacks.py --every 1` measures it; this default's overhead
+            is on the results page). Under `train`, whose interval call computes a small
+            probe's norms nearly for free, every epoch (a larger probe: as under `fit`).
+            An integer: before training and every this many epochs.
         batch_size: Rows in one gradient computation; a larger probe is measured a batch
             at a time, which bounds the memory.
 
