@@ -4,29 +4,32 @@ The callbacks are the library users put on their own models, trained with `model
 measures them there, on models of keras.io's public examples as their authors wrote them
 (`tests/public_examples.py`: the MNIST convnet, the Conv1D timeseries classifier, the
 transformer text classifier, the structured-data model fed `tf.data` dict batches), on
-synthetic data at epoch sizes a user runs (`--scale` multiplies them), with the callbacks at
-their default settings, as their docstrings show them:
+synthetic data at epoch sizes a user runs (thousands of rows; `--scale` multiplies them),
+fits of several epochs (`--epochs`, default 10), with the callbacks at their default settings,
+as their docstrings show them:
 
-- `fit`  `model.fit(train, epochs=1, batch_size=B)`, no callbacks;
+- `fit`  `model.fit(train, epochs=E, batch_size=B)`, no callbacks;
 - `+cb`  the same with `BiasVarianceCallback(train, dev)` (the whole training set handed
-         over, as users do) and `GradientNormLogger` on the first 256 training rows.
+         over, as users do) and `GradientNormLogger` on the first 256 training rows, both
+         made for each fit, as a user makes them. Their default `every="auto"` measures
+         within a share of the training time (`reg_callbacks.probes.Schedule`); `--every 1`
+         measures every epoch instead, which shows what one measurement an epoch costs.
 
 `--logger activations` measures `ActivationStatsLogger(first --probe-rows train rows)` alone
 as `+cb` instead (every epoch, its default), on the same models and on `mobilenet`
 (`keras.applications.MobileNet`, alpha 0.25, 32x32 images, 10 classes, trained from scratch,
-batch 64): each one-epoch `fit` then pays the logger's measurement before the first step
-and the one after the epoch.
+batch 64); `--epochs 1` gives the one-epoch fits its earlier numbers were measured on.
 
 Each kind runs in its own process. Per kind, `+cb/fit` is the median, over `--repeats`
-pairs, of one-epoch fits run back to back in alternating order (fit, +cb, then +cb, fit): a
+pairs, of fits run back to back in alternating order (fit, +cb, then +cb, fit): a
 shared machine's speed drifts by more than the effect, and a steady drift cancels in a pair.
 The CPU ratio uses the process's CPU time (all threads), which does not count waiting for a
 core. The first fits (tracing) are not timed. Peak memory is the maximum resident set
 (`resource.getrusage`) of two more processes per kind, one fitting two epochs without the
 callbacks and one with them.
 
-Run: `python benchmarks/bench_callbacks.py [--repeats R] [--kinds a,b] [--scale S] [--json PATH]
-[--logger activations --probe-rows N]`.
+Run: `python benchmarks/bench_callbacks.py [--repeats R] [--kinds a,b] [--scale S] [--epochs E]
+[--every auto|N] [--json PATH] [--logger activations --probe-rows N]`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import public_examples as examples  # noqa: E402
-from bench_training import finish, rich_table  # noqa: E402
+from bench_report import finish, machine, rich_table  # noqa: E402
 
 from reg_callbacks import (  # noqa: E402
     ActivationStatsLogger,
@@ -106,7 +109,13 @@ KINDS = {
 DEFAULT_KINDS = [kind for kind in KINDS if kind != "mobilenet"]  # the results page's set
 
 
-def setup(kind: str, scale: float, logger: str = "default", probe_rows: int = PROBE_ROWS):
+def setup(
+    kind: str,
+    scale: float,
+    logger: str = "default",
+    probe_rows: int = PROBE_ROWS,
+    every: int | str = "auto",
+):
     keras.utils.set_random_seed(0)
     model, train, dev, batch_size = KINDS[kind](scale)
     if isinstance(train, tuple):
@@ -123,7 +132,10 @@ def setup(kind: str, scale: float, logger: str = "default", probe_rows: int = PR
         if with_callbacks and logger == "activations":
             callbacks = [activations]
         elif with_callbacks:
-            callbacks = [BiasVarianceCallback(train, dev), GradientNormLogger(probe)]
+            callbacks = [
+                BiasVarianceCallback(train, dev, every=every),
+                GradientNormLogger(probe, every=every),
+            ]
         if isinstance(train, tuple):
             return model.fit(
                 *train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks
@@ -134,7 +146,7 @@ def setup(kind: str, scale: float, logger: str = "default", probe_rows: int = PR
 
 
 def child_pairs(kind: str, args) -> dict:
-    model, fit, rows = setup(kind, args.scale, args.logger, args.probe_rows)
+    model, fit, rows = setup(kind, args.scale, args.logger, args.probe_rows, args.every)
     fit(False)
     history = fit(True)  # tracing, untimed
     pairs = []
@@ -143,7 +155,7 @@ def child_pairs(kind: str, args) -> dict:
         pair = {}
         for with_callbacks in order:
             start, start_cpu = time.perf_counter(), time.process_time()
-            fitted = fit(with_callbacks)
+            fitted = fit(with_callbacks, args.epochs)
             pair["+cb" if with_callbacks else "fit"] = {
                 "wall": time.perf_counter() - start,
                 "cpu": time.process_time() - start_cpu,
@@ -157,13 +169,14 @@ def child_pairs(kind: str, args) -> dict:
         "rows": rows,
         "pairs": pairs,
         "dev_error_logged": "dev_error" in logged,
+        "epochs_measured": len(logged.get("dev_error", [])),
         "grad_norm_keys": sum(key.startswith("grad_norm/") for key in logged),
         "act_std_keys": sum(key.startswith("act_std/") for key in logged),
     }
 
 
 def child_memory(kind: str, args, with_callbacks: bool) -> dict:
-    _, fit, _ = setup(kind, args.scale, args.logger, args.probe_rows)
+    _, fit, _ = setup(kind, args.scale, args.logger, args.probe_rows, args.every)
     fit(with_callbacks, epochs=2)
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -173,6 +186,7 @@ def in_child(kind: str, mode: str, args, folder: str) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", mode, "--kinds", kind]
     command += ["--repeats", str(args.repeats), "--scale", str(args.scale), "--json", path]
     command += ["--logger", args.logger, "--probe-rows", str(args.probe_rows)]
+    command += ["--epochs", str(args.epochs), "--every", str(args.every)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"the {mode} process failed on {kind!r}:\n{done.stderr[-3000:]}")
@@ -195,8 +209,11 @@ def run_benchmark(kinds, args) -> list[dict]:
                 {
                     "kind": kind,
                     **{key: timing[key] for key in ("parameters", "rows")},
-                    "fit_s_per_epoch": statistics.median(p["fit"]["wall"] for p in pairs),
-                    "cb_s_per_epoch": statistics.median(p["+cb"]["wall"] for p in pairs),
+                    "fit_s_per_epoch": statistics.median(p["fit"]["wall"] for p in pairs)
+                    / args.epochs,
+                    "cb_s_per_epoch": statistics.median(p["+cb"]["wall"] for p in pairs)
+                    / args.epochs,
+                    "epochs_measured": timing["epochs_measured"],
                     "ratio": statistics.median(ratios),
                     "ratio_min": min(ratios),
                     "ratio_max": max(ratios),
@@ -227,6 +244,7 @@ def print_table(results: list[dict], args) -> dict:
         "peak MB fit",
         "peak MB +cb",
         "peak +cb/fit",
+        "dev_error epochs",
     ]
     rows = [
         [
@@ -241,6 +259,7 @@ def print_table(results: list[dict], args) -> dict:
             f"{r['peak_mb']['fit']:.0f}",
             f"{r['peak_mb']['+cb']:.0f}",
             f"{r['peak_mb']['+cb'] / r['peak_mb']['fit']:.2f}",
+            f"{r['epochs_measured']}/{args.epochs}",
         ]
         for r in results
     ]
@@ -248,14 +267,24 @@ def print_table(results: list[dict], args) -> dict:
         f"ActivationStatsLogger(first {args.probe_rows} train rows) at its defaults"
         if args.logger == "activations"
         else f"BiasVarianceCallback(train, dev) and GradientNormLogger(first {args.probe_rows} "
-        "train rows) at their defaults"
+        f"train rows), every={args.every!r}"
     )
     title = (
-        f"keras.io example models on synthetic data, one-epoch fits with and without "
-        f"{callbacks}; +cb/fit: median of {args.repeats} back-to-back pairs; peak: "
-        "maximum resident set of a process fitting 2 epochs"
+        f"keras.io example models on synthetic data, {args.epochs}-epoch fits with and "
+        f"without {callbacks}; +cb/fit: median of {args.repeats} back-to-back pairs; "
+        "dev_error epochs: epochs the +cb fit measured; peak: maximum resident set of a "
+        "process fitting 2 epochs"
     )
     return rich_table(title, headers, rows, width=180)
+
+
+def every_setting(text: str) -> int | str:
+    """`--every`: "auto" or a positive integer."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'must be "auto" or a positive integer; got {text!r}')
+    return int(text)
 
 
 def main(argv=None) -> int:
@@ -271,10 +300,19 @@ def main(argv=None) -> int:
         help="+cb: the default callbacks, or ActivationStatsLogger alone",
     )
     parser.add_argument("--probe-rows", type=int, default=PROBE_ROWS, help="probe rows")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of each timed fit")
+    parser.add_argument(
+        "--every",
+        type=every_setting,
+        default="auto",
+        help='the callbacks\' every: "auto" (their default) or a positive integer',
+    )
     parser.add_argument("--child", choices=("pairs", "fit", "+cb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.scale <= 0 or args.probe_rows < 1:
-        parser.error("--repeats and --probe-rows must be positive integers and --scale positive")
+    if args.repeats < 1 or args.scale <= 0 or args.probe_rows < 1 or args.epochs < 1:
+        parser.error(
+            "--repeats, --probe-rows and --epochs must be positive integers and --scale positive"
+        )
     kinds = DEFAULT_KINDS
     if args.kinds:
         kinds = [name.strip() for name in args.kinds.split(",")]
@@ -295,18 +333,16 @@ def main(argv=None) -> int:
     report = {
         "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
         "settings": vars(args),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "python": platform.python_version(),
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-        },
+        "machine": machine(
+            load_before,
+            python=platform.python_version(),
+            keras=keras.__version__,
+            numpy=np.__version__,
+        ),
         "results": results,
     }
     report["table"] = print_table(results, args)
-    return finish(report, load_before, args.json)
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         )
         return 2
 
-    from bench_training import finish, rich_table  # imports TensorFlow: after the check
+    from bench_report import finish, machine, rich_table
 
     from experiments.harness.datasets import boundary_labels, flipped_boundary
 
@@ -233,13 +233,9 @@ def main(argv=None) -> int:
         f"--rounds {args.rounds} --iterations {args.iterations} --pairs {args.pairs}",
         "results": results,
         "table": table,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": machine(load_before),
     }
-    return finish(report, load_before, args.json)
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import public_examples  # noqa: E402
-from bench_training import finish, rich_table, timed  # noqa: E402
+from bench_report import finish, machine, rich_table  # noqa: E402
+from bench_training import timed  # noqa: E402
 
 from reg_callbacks import gradient_check  # noqa: E402
 
@@ -121,14 +122,9 @@ def main(argv=None) -> int:
     report = {
         "results": results,
         "table": table,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": machine(load_before, platform=platform.platform()),
     }
-    return finish(report, load_before, args.json)
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

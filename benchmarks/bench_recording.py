@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_training import finish  # noqa: E402
+from bench_report import finish, machine  # noqa: E402
 
 from experiments.harness.registry import EXPERIMENTS  # noqa: E402
 
@@ -164,13 +164,9 @@ def main(argv=None) -> int:
         "call_share_of_run": share,
         "first_call_s": {name: values[0] for name, values in first.items() if values},
         "table": {"title": title, "headers": ["what", "time", "measure"], "rows": rows},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": machine(load_before),
     }
-    return finish(report, load_before, args.json)
+    return finish(report, args.json)
 
 
 if __name__ == "__main__":

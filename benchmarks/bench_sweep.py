@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import yaml
+from bench_report import machine
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS_PRESET = "initialization-seeds"
@@ -197,20 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
         "rounds": rounds,
         "ratios": ratios,
         "parallel_ceiling": [ceiling, parallel_ceiling()],
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(load_before, python=platform.python_version()),
     }
     report["table"] = results_table(report)
     print_table(report)
-    machine = report["machine"]
+    loads = report["machine"]
     print(
         f"parallel ceiling before/after: {ceiling:.2f}x / {report['parallel_ceiling'][1]:.2f}x; "
         f"load average (1 min) before/after: {load_before[0]:.2f} / "
-        f"{machine['load_average_after'][0]:.2f}"
+        f"{loads['load_average_after'][0]:.2f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")

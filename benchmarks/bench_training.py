@@ -56,6 +56,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_report import finish, machine, rich_table  # noqa: E402
 from sklearn.datasets import load_digits, make_circles, make_moons  # noqa: E402
 
 from reg_callbacks import BiasVarianceCallback, GradientNormLogger, RunRecorder, train  # noqa: E402
@@ -524,34 +525,6 @@ def _cell(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def finish(report: dict, load_before, json_path: str | None) -> int:
-    """Print the load the run saw and write the report to `json_path` if given."""
-    print(
-        "load average (1 min) before/after: "
-        f"{load_before[0]:.2f} / {report['machine']['load_average_after'][0]:.2f}"
-    )
-    if json_path:
-        with open(json_path, "w") as file:
-            json.dump(report, file, indent=2)
-    return 0
-
-
-def rich_table(title: str, headers: list[str], rows: list[list[str]], width: int) -> dict:
-    """Print a rich table of the benchmark's rows; return it for the report's `table`.
-
-    `benchmarks/results.py` renders a report's `table` onto the results page, so the page
-    shows exactly what the benchmark printed.
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*headers, title=title)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=width).print(table)
-    return {"title": title, "headers": headers, "rows": rows}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the results to this file")
@@ -608,25 +581,23 @@ def main(argv=None) -> int:
             results += [rows[backend] for backend in backends if backend in rows]
     report = {
         "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "python": platform.python_version(),
-            "tensorflow": _version("tensorflow"),
-            "keras": keras.__version__,
-            "keras_backend": keras.backend.backend(),
-            "backends": list(backends),
-            "jax": _version("jax") if "jax" in backends else None,
-            "numpy": np.__version__,
-        },
+        "machine": machine(
+            load_before,
+            python=platform.python_version(),
+            tensorflow=_version("tensorflow"),
+            keras=keras.__version__,
+            keras_backend=keras.backend.backend(),
+            backends=list(backends),
+            jax=_version("jax") if "jax" in backends else None,
+            numpy=np.__version__,
+        ),
         "iterations": args.iterations,
         "repeats": args.repeats,
         "log_every": args.log_every,
         "results": results,
     }
     report["table"] = print_table(results)
-    return finish(report, load_before, args.json)
+    return finish(report, args.json)
 
 
 def _backends(parser, requested: str | None) -> list[str]:

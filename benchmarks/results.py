@@ -64,8 +64,8 @@ BENCHMARKS = {
         "bench_callbacks.py",
         "Callback overhead on a user's model",
         "What `GradientNormLogger` and `BiasVarianceCallback` at their defaults add to plain "
-        "`model.fit` on keras.io example models: one-epoch fits with and without them, back to "
-        "back, and each process's peak memory.",
+        "`model.fit` on keras.io example models: ten-epoch fits with and without them, back to "
+        "back, the epochs the callbacks measured, and each process's peak memory.",
     ),
     "sweep-throughput": (
         "bench_sweep.py",

@@ -7,7 +7,8 @@ on the train and dev sets with `training=False` and diagnoses the result.
 The train and dev sets are evaluated in batches by a forward pass compiled once per model
 and reused (`reg_callbacks.probes`): memory is bounded by a batch, and an eager `model(x)`
 would cost milliseconds, as much as the 1000 steps of a small net it follows. A large
-training set is measured on a fixed random subsample (`train_rows`).
+training set is measured on a fixed random subsample (`train_rows`). Under `fit` it measures
+as often as a share of the training time allows (`every="auto"`, `probes.Schedule`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from reg_callbacks.diagnosis import (
     Diagnosis,
     diagnose,
 )
-from reg_callbacks.examples import as_tensor
+from reg_callbacks.examples import as_tensor, rows
 from reg_callbacks.training import IntervalProbed
 
 LOG_KEYS = ("train_error", "dev_error", "avoidable_bias", "variance")
@@ -87,9 +88,9 @@ def _not_in(values: np.ndarray, allowed) -> str:
 class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
     """Logs train error, dev error, avoidable bias and variance; keeps the diagnosis.
 
-    Every `every` epochs (and at the end of training) the model predicts the train and dev
-    sets with `training=False` (dropout off), `batch_size` rows at a time, and the callback
-    writes `train_error`, `dev_error`, `avoidable_bias` and `variance` into `logs`, so that
+    At the epochs `every` chooses (and at the end of training) the model predicts the train
+    and dev sets with `training=False` (dropout off), `batch_size` rows at a time, and the
+    callback writes `train_error`, `dev_error`, `avoidable_bias` and `variance` into `logs`, so that
     callbacks after it in the list (`EarlyStopping(monitor="dev_error")`, MLflow recording,
     `History`) see them.
     Put it first in the callback list. The label is a string, which Keras and MLflow
@@ -108,7 +109,16 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         batch_size: Rows evaluated in one model call; bounds the evaluation's memory.
         bayes_error: Best achievable error, a fraction in [0, 1] (0 for a task humans
             solve perfectly).
-        every: Evaluate every this many epochs.
+        every: `"auto"` (default): under `fit`, evaluate at the last epoch and at any other
+            whose evaluation keeps this callback within `probes.MEASUREMENT_BUDGET` of the
+            training time so far (`probes.Schedule`; the cost is first estimated from one
+            batch timed at the first epoch's end, then taken from the latest evaluation): on
+            epochs of a few thousand rows, evaluating the train subsample and the whole dev
+            set every epoch costs a large share of an epoch (`benchmarks/bench_callbacks.py
+            --every 1` measures it; this default's overhead is on the results page). Under
+            `train`, whose interval call evaluates small sets nearly for free, every epoch
+            (sets too large for it: as under `fit`). An integer: evaluate every this many
+            epochs; `EarlyStopping(monitor="dev_error")` needs `1`.
         output: For a model with several outputs, the one to diagnose: its name or index.
             Its targets are `y[name]` (a dict), `y[index]` (a list) or `y` itself.
         error_fn: `error_fn(y_true, y_pred) -> float`; defaults to `classification_error`.
@@ -136,7 +146,7 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         dev_data,
         *,
         bayes_error: float = 0.0,
-        every: int = 1,
+        every: int | str = "auto",
         output: str | int | None = None,
         error_fn=classification_error,
         bias_threshold: float = DEFAULT_BIAS_THRESHOLD,
@@ -145,8 +155,7 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         batch_size: int = probes.DEFAULT_BATCH_SIZE,
     ):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer; got {every!r}.")
+        self.schedule = probes.Schedule(every)
         if output is not None and (
             isinstance(output, bool)
             or not isinstance(output, (str, int))
@@ -185,10 +194,17 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
         self.history = {"epoch": [], **{key: [] for key in LOG_KEYS}}
         self._last_epoch = None
         self._probed = None
+        self.schedule.start()
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch
-        if (epoch + 1) % self.every == 0:
+        if self.has_probe_values(epoch):  # computed by `train`'s interval call
+            self._evaluate(epoch, logs)
+            return
+        last = epoch + 1 == (self.params or {}).get("epochs")
+        if self.schedule.auto and self.schedule.cost is None and not last:
+            self.schedule.cost = self._estimated_cost()
+        if self.schedule.due(epoch, last):
             self._evaluate(epoch, logs)
 
     def on_train_end(self, logs=None):
@@ -198,12 +214,31 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
 
     def interval_probe(self, epoch):
         """For `train`: this epoch's forward pass, to run in its one call an interval, when
-        the train and dev sets are small enough (`probes.in_loop_chunks`)."""
-        if (epoch + 1) % self.every or self._in_loop is None:
+        the train and dev sets are small enough (`probes.in_loop_chunks`); every epoch
+        under `every="auto"`."""
+        if self._in_loop is None or (not self.schedule.auto and not self.schedule.due(epoch)):
             return None
         return probes.forward_chunks, self._in_loop[0]
 
+    def _estimated_cost(self) -> float | None:
+        """Seconds an evaluation should take: one batch of the training rows timed (on a
+        second call: the first may trace), scaled to the rows of both sets, its time counted
+        as spent; `None` when a set is a dataset (its rows are unknown before a pass)."""
+        if self.train.tensors is None or self.dev.tensors is None:
+            return None
+        x, _, _ = next(self.train.batches())
+        forward, began = backends.current().forward, self.schedule.clock()
+        forward(self.model, x)
+        second = self.schedule.clock()
+        forward(self.model, x)
+        done = self.schedule.clock()
+        self.schedule.spent += done - began
+        return (done - second) * (self.train.n_rows + self.dev.n_rows) / rows(x)
+
     def _evaluate(self, epoch, logs):
+        self.schedule.timed(self._measure, epoch, logs)
+
+    def _measure(self, epoch, logs):
         (y_train, train_predictions), (y_dev, dev_predictions) = self._predictions(epoch)
         train_error = self._error(y_train, train_predictions)
         dev_error = self._error(y_dev, dev_predictions)

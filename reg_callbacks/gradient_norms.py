@@ -4,6 +4,8 @@ Vanishing and exploding gradients show as gradient norms that shrink or grow geo
 from the output layer back to the input layer. The norms here are of the full training
 loss (compiled loss plus the layers' regularization penalties), measured on fixed probe data
 by a function compiled once per model and reused, a batch at a time (`reg_callbacks.probes`).
+Under `fit` the logger measures as often as a share of the training time allows
+(`every="auto"`, `probes.Schedule`).
 """
 
 from __future__ import annotations
@@ -147,8 +149,9 @@ def gradient_health(norms) -> str:
 class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
     """Logs each layer's gradient norm on fixed probe data and labels gradient health.
 
-    Every `every` epochs it writes `grad_norm/<layer path>` into `logs`, appends to the
-    layer x epoch `history` (for a heatmap) and updates `health`. Works unchanged on any
+    Before training, and at the epochs `every` chooses, it writes `grad_norm/<layer path>`
+    into `logs`, appends to the layer x epoch `history` (for a heatmap) and updates
+    `health`. Works unchanged on any
     Keras model compiled with a loss: Sequential, functional or subclassed, with nested
     blocks (each of their layers its own entry, `grad_norm/block/inner`), shared layers,
     several inputs or outputs (the compiled loss with its `loss_weights`).
@@ -159,7 +162,15 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
             all of them through one iterator made once; keep it fixed (and small, a few
             hundred rows: each measurement costs about a training step over them) so that
             epochs are comparable.
-        every: Measure every this many epochs (and on the first epoch).
+        every: `"auto"` (default): under `fit`, measure before training, at the last epoch
+            and at any other whose measurement keeps this logger within
+            `probes.MEASUREMENT_BUDGET` of the training time so far (`probes.Schedule`; the
+            cost is the latest measurement's): on epochs of a few thousand rows, a gradient
+            over a few hundred probe rows every epoch costs a large share of an epoch
+            (`benchmarks/bench_callbacks.py --every 1` measures it; this default's overhead
+            is on the results page). Under `train`, whose interval call computes a small
+            probe's norms nearly for free, every epoch (a larger probe: as under `fit`).
+            An integer: before training and every this many epochs.
         batch_size: Rows in one gradient computation; a larger probe is measured a batch
             at a time, which bounds the memory.
 
@@ -180,10 +191,15 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         'healthy'
     """
 
-    def __init__(self, probe_data, *, every: int = 1, batch_size: int = probes.GRADIENT_BATCH_SIZE):
+    def __init__(
+        self,
+        probe_data,
+        *,
+        every: int | str = "auto",
+        batch_size: int = probes.GRADIENT_BATCH_SIZE,
+    ):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer; got {every!r}.")
+        self.schedule = probes.Schedule(every)
         self.probe = probes.ProbeData("probe_data", probe_data, batch_size=batch_size)
         self._in_loop = probes.in_loop_batches(self.probe)
         self.every = every
@@ -194,18 +210,32 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
         self.health: str | None = None
         self.health_history: list[str] = []
         self._probed = None
+        self._last_epoch = None
         self.probe.build(self.model)
-        self.measure(-1)
+        self.schedule.start()
+        self.schedule.timed(self.measure, -1)
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0:
+        self._last_epoch = epoch
+        last = epoch + 1 == (self.params or {}).get("epochs")
+        if self.has_probe_values(epoch):  # computed by `train`'s interval call
             norms = self.measure(epoch)
-            if logs is not None:
-                logs.update(norms)
+        elif self.schedule.due(epoch, last):
+            norms = self.schedule.timed(self.measure, epoch)
+        else:
+            return
+        if logs is not None:
+            logs.update(norms)
+
+    def on_train_end(self, logs=None):
+        # Under "auto", `health` is the trained model's even when training stopped early.
+        if self.schedule.auto and self._last_epoch not in (None, self.epochs[-1]):
+            self.schedule.timed(self.measure, self._last_epoch)
 
     def interval_probe(self, epoch):
-        """For `train`: this epoch's measurement, to run in its one call an interval."""
-        if (epoch + 1) % self.every or self._in_loop is None:
+        """For `train`: this epoch's measurement, to run in its one call an interval; every
+        epoch under `every="auto"`."""
+        if self._in_loop is None or (not self.schedule.auto and not self.schedule.due(epoch)):
             return None
         return batched_gradient_norms, self._in_loop
 

@@ -17,11 +17,17 @@ measurement goes through here:
 - `in_loop_chunks(*probes)` and `in_loop_batches(probe)`: for `train`, a small probe is
   split into at most `MAX_IN_LOOP_CHUNKS` batches that its interval call evaluates right
   after its last step (one model call per batch there too).
+- `Schedule`: when a callback measures under `fit`. A measurement over a fixed probe costs
+  the same whatever the epoch's size, so on epochs of a few thousand rows measuring every
+  epoch costs a large share of `fit` (`benchmarks/bench_callbacks.py --every 1` measures
+  it). `every="auto"` (the callbacks' default) measures as often as `MEASUREMENT_BUDGET`
+  of the training time allows, and always at the last epoch.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -36,6 +42,71 @@ GRADIENT_BATCH_SIZE = 64
 # A probe of at most this many batches is evaluated inside `train`'s interval call, where a
 # separate call per batch would cost more than the batch itself on the course's small nets.
 MAX_IN_LOOP_CHUNKS = 4
+# Share of the training time one callback's measurements may take under `every="auto"`:
+# the two callbacks together then stay within 5 % of `fit` once training has run long
+# enough to pay for the measurements that always happen (see `Schedule`).
+MEASUREMENT_BUDGET = 0.02
+
+
+def measurement_due(spent: float, trained: float, cost: float, budget: float) -> bool:
+    """Whether a callback that spent `spent` seconds measuring while training took
+    `trained` seconds may spend `cost` more: `spent + cost <= budget * trained`."""
+    return spent + cost <= budget * trained
+
+
+class Schedule:
+    """The epochs a callback measures at: every `every` epochs, or, for `every="auto"`, at the
+    last epoch and at any other whose measurement keeps the callback's measuring time within
+    `MEASUREMENT_BUDGET` of the time training has taken so far.
+
+    Under `"auto"` the cost of a measurement is the duration of the callback's latest one
+    (or an `estimate` given at `start`); a measurement in between is due when it and the
+    last epoch's, which is always made, both fit in the budget (`measurement_due`). Before
+    any cost is known, the next epoch is measured. So a fit long enough to pay for its
+    always-made measurements (the last epoch's, and whatever the callback measures before
+    training) costs at most the budget, and a short one those measurements alone. The
+    epochs measured depend on the machine's speed; `every=1` measures every epoch.
+
+    Args:
+        every: A positive integer, or `"auto"`.
+    """
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, every: int | str):
+        if not (
+            (isinstance(every, str) and every == "auto")
+            or (isinstance(every, int) and not isinstance(every, bool) and every >= 1)
+        ):
+            raise ValueError(f'every must be a positive integer or "auto"; got {every!r}.')
+        self.every = every
+        self.start()
+
+    @property
+    def auto(self) -> bool:
+        return self.every == "auto"
+
+    def start(self, estimate: float | None = None) -> None:
+        """Training begins: nothing spent yet; `estimate`, a measurement's expected seconds."""
+        self._began, self.spent, self.cost = self.clock(), 0.0, estimate
+
+    def due(self, epoch: int, last: bool = False) -> bool:
+        """Whether to measure at the end of `epoch` (`last`: the fit's last epoch)."""
+        if not self.auto:
+            return (epoch + 1) % self.every == 0
+        if last or self.cost is None:
+            return True
+        trained = self.clock() - self._began - self.spent
+        return measurement_due(self.spent, trained, 2 * self.cost, MEASUREMENT_BUDGET)
+
+    def timed(self, measure, *args):
+        """`measure(*args)`, its duration counted as spent and as the next one's cost."""
+        began = self.clock()
+        try:
+            return measure(*args)
+        finally:
+            self.cost = self.clock() - began
+            self.spent += self.cost
 
 
 class ProbeData:

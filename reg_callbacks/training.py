@@ -223,6 +223,10 @@ class IntervalProbed:
     def set_interval_probe_values(self, epoch, values):
         self._probed = (epoch, values)
 
+    def has_probe_values(self, epoch) -> bool:
+        """Whether `train` computed this epoch's probe values."""
+        return self._probed is not None and self._probed[0] == epoch
+
     def take_probe_values(self, epoch):
         """This epoch's probe values, once; `None` if `train` computed none for it."""
         probed, self._probed = self._probed, None

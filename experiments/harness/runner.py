@@ -106,10 +106,17 @@ class TrackedRun:
 
         data = self.data
         log_every = log_every or min(DEFAULT_LOG_EVERY, iterations)
+        # Every interval, as the course's curves and diagnoses were recorded (the default
+        # "auto" schedule would skip intervals whose probes `train` cannot compute in-loop).
         self.bias_variance = BiasVarianceCallback(
-            (data.x_train, data.y_train), (data.x_dev, data.y_dev), bayes_error=self.bayes_error
+            (data.x_train, data.y_train),
+            (data.x_dev, data.y_dev),
+            bayes_error=self.bayes_error,
+            every=1,
         )
-        self.gradients = GradientNormLogger((data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]))
+        self.gradients = GradientNormLogger(
+            (data.x_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS]), every=1
+        )
         measured = [self.bias_variance, self.gradients]
         if activations:
             self.activations = ActivationStatsLogger(data.x_train[:PROBE_ROWS])

@@ -42,6 +42,7 @@ def test_benchmark_smoke_run_writes_finite_ratios(tmp_path):
 
 
 def test_benchmark_refuses_an_unknown_case(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports bench_report
     spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up
@@ -71,7 +72,7 @@ def test_callbacks_benchmark_smoke_run_prints_sane_ratios(tmp_path):
     report_path = tmp_path / "bench.json"
     kinds = ["structured tf.data", "conv1d timeseries"]
     command = [sys.executable, str(CALLBACKS_SCRIPT), "--repeats", "2", "--scale", "0.05"]
-    command += ["--kinds", ",".join(kinds), "--json", str(report_path)]
+    command += ["--epochs", "2", "--kinds", ",".join(kinds), "--json", str(report_path)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _table_rows(done.stdout)
@@ -87,11 +88,13 @@ def test_callbacks_benchmark_smoke_run_prints_sane_ratios(tmp_path):
     for result in report["results"]:
         # The callbacks did their work: errors and gradient norms in the +cb fits' logs.
         assert result["logged"] and len(result["pairs"]) == 2
+        # By default the callbacks measure the last epoch and, within their budget, others.
+        assert 1 <= result["epochs_measured"] <= 2
         assert result["peak_mb"]["fit"] > 100 and result["peak_mb"]["+cb"] > 100
 
 
 def test_callbacks_benchmark_refuses_an_unknown_model_kind(capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(CALLBACKS_SCRIPT.parent))  # it imports bench_training
+    monkeypatch.syspath_prepend(str(CALLBACKS_SCRIPT.parent))  # it imports bench_report
     spec = importlib.util.spec_from_file_location("bench_callbacks", CALLBACKS_SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, bench)
@@ -167,3 +170,27 @@ def test_decomposition_benchmark_smoke_run_reports_both_tools(tmp_path):
     # mlxtend's terms are fractions of the 1000 test points (a shape slip makes them > 1).
     assert all(0 <= theirs[key] <= 1 for key in ("expected_loss", "bias", "variance"))
     assert 2 <= result["tolerance_run"]["rounds"] <= 40
+
+
+BENCHMARKS = ["callbacks", "decomposition", "gradient_check", "recording", "sweep", "training"]
+
+
+def test_every_benchmark_reports_its_machine_through_one_helper(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_report
+
+    monkeypatch.setattr(bench_report.os, "getloadavg", lambda: (3.0, 2.0, 1.0))
+    machine = bench_report.machine((1.0, 1.5, 2.0), python="3.11")
+    assert machine == {
+        "cpus": bench_report.os.cpu_count(),
+        "load_average_before": [1.0, 1.5, 2.0],
+        "load_average_after": [3.0, 2.0, 1.0],
+        "python": "3.11",
+    }
+    path = tmp_path / "report.json"
+    assert bench_report.finish({"machine": machine}, str(path)) == 0
+    assert "before/after: 1.00 / 3.00" in capsys.readouterr().out
+    assert json.loads(path.read_text())["machine"] == machine
+    for name in BENCHMARKS:  # none builds the dict by hand again
+        source = (SCRIPT.parent / f"bench_{name}.py").read_text()
+        assert '"machine": machine(' in source and "load_average_before" not in source, name

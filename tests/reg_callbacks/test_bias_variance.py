@@ -71,7 +71,7 @@ def test_early_stopping_can_monitor_dev_error_through_train():
 
 def test_reusable_across_fits():
     data = labelled(5, 100)
-    callback = BiasVarianceCallback(data, data)
+    callback = BiasVarianceCallback(data, data, every=1)
     model = constant_model()
     model.fit(*data, epochs=3, verbose=0, callbacks=[callback])
     model.fit(*data, epochs=2, verbose=0, callbacks=[callback])
@@ -81,7 +81,7 @@ def test_reusable_across_fits():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"every": 0}, "every must be a positive integer"),
+        ({"every": 0}, "every must be a positive integer or \"auto\""),
         ({"bayes_error": 1.5}, "bayes_error"),
         ({"variance_threshold": -1}, "variance_threshold"),
         ({"train_data": (np.ones((3, 1)), np.ones(2))}, "train_data must have as many rows"),
