@@ -81,7 +81,7 @@ def test_reusable_across_fits():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"every": 0}, "every must be a positive integer or \"auto\""),
+        ({"every": 0}, 'every must be a positive integer or "auto"'),
         ({"bayes_error": 1.5}, "bayes_error"),
         ({"variance_threshold": -1}, "variance_threshold"),
         ({"train_data": (np.ones((3, 1)), np.ones(2))}, "train_data must have as many rows"),
