@@ -563,6 +563,13 @@ class RunRecorder(_TrainingRecords):
     def log_figure(self, figure, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_figure, self.run_id, figure, artifact_file)
 
+    def log_image(self, image, key: str, step: int) -> None:
+        """A step image (a PIL image or an array): `key`'s image at `step`, one of those
+        the run's image card steps through (stored under `images/`)."""
+        self._store(
+            key, self.client.log_image, self.run_id, image, key=key, step=step, synchronous=True
+        )
+
     def log_dict(self, dictionary: Mapping, artifact_file: str) -> None:
         self._store(
             artifact_file, self.client.log_dict, self.run_id, dict(dictionary), artifact_file
