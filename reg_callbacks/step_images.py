@@ -20,10 +20,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 IMAGES_PER_RUN = 10  # step images of each key a run logs, at most
-GRID_RESOLUTION = 100  # grid points along each axis of a decision boundary image
-BOUNDARY_SCALE = 3  # pixels per grid point
+# A decision boundary image is 256 pixels square, the size MLflow's image card shows (it
+# stores each step image again, resized to fit 256 pixels, and the resizing and WebP
+# encoding are most of what a step image costs to write).
+GRID_RESOLUTION = 128  # grid points along each axis
+BOUNDARY_SCALE = 2  # pixels per grid point
 MAX_POINTS = 1000  # points drawn over a decision boundary, at most (the first ones)
-CELL = (24, 14)  # width and height in pixels of a heatmap cell
+CELL_HEIGHT = 14  # pixels of a heatmap row
+HEATMAP_WIDTH = 384  # pixels of the heatmap's cells, all columns together (at most)
 LABEL_WIDTH = 120  # pixels left of the heatmap for the layer names
 
 # Predicted regions (light) and points (dark) per class: class 0 red, 1 blue, as in `plots`.
@@ -152,7 +156,8 @@ def heatmap_image(history: Mapping[str, Sequence[float]], columns: int, *, capti
     shown[values == 0] = _ZERO
     shown[~np.isfinite(values)] = _OVERFLOW
     top = 18
-    pixels = np.repeat(np.repeat(cells, CELL[1], axis=0), CELL[0], axis=1)
+    cell_width = int(np.clip(HEATMAP_WIDTH // columns, 1, 24))
+    pixels = np.repeat(np.repeat(cells, CELL_HEIGHT, axis=0), cell_width, axis=1)
     height, width = pixels.shape[:2]
     canvas = np.full((height + top, width + LABEL_WIDTH, 3), 255, dtype=np.uint8)
     canvas[top:, LABEL_WIDTH:] = pixels
@@ -162,5 +167,5 @@ def heatmap_image(history: Mapping[str, Sequence[float]], columns: int, *, capti
     draw.text((4, 3), f"{caption}  {scale}".strip(), fill=(0, 0, 0))
     for row, name in enumerate(names):
         label = name if len(name) <= 19 else "..." + name[-16:]
-        draw.text((4, top + row * CELL[1] + 1), label, fill=(0, 0, 0))
+        draw.text((4, top + row * CELL_HEIGHT + 1), label, fill=(0, 0, 0))
     return image
