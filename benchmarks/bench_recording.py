@@ -19,7 +19,7 @@ few percent, so the two recording calls are also timed inside the runs that make
 the diagnosis, gradient-health tags and the two figures every run records as training
 ends), and their medians are given as a fraction of the median `datasets` run: the cost the
 ~5 % rule for `--log-model` is decided on. So are the step images' drawing (on the training
-thread, `RecorderCallback._log_step_images`) and writing (`RunRecorder.log_image`, on the
+thread, `RecorderCallback._log_step_images`) and writing (`RunRecorder.log_step_images`, on the
 writer thread), summed over each run. Prints the medians, the ratios and the load
 average the machine had (the ratios hold under load better than the seconds do); `--json
 PATH` writes them.
@@ -98,7 +98,7 @@ def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[f
     with contextlib.ExitStack() as stack:
         stack.enter_context(timing("log_training", calls["log_training"]))
         stack.enter_context(timing("_log_step_images", drawn, owner=RecorderCallback))
-        stack.enter_context(timing("log_image", written))
+        stack.enter_context(timing("log_step_images", written))
         if mode == "bare":
             stack.enter_context(without_datasets())
         else:

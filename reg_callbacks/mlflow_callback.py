@@ -28,7 +28,7 @@ from time import monotonic
 
 import keras
 
-from reg_callbacks import backends
+from reg_callbacks.step_images import IMAGES_PER_RUN as IMAGES
 from reg_callbacks.step_images import boundary_grid, boundary_image, heatmap_image, image_epochs
 from reg_callbacks.training import IntervalProbed
 
@@ -62,8 +62,9 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     - `log_model`: the trained model as the run's MLflow model `model`, unless the last
       loss is NaN or infinite (a diverged model), and `model_summary.txt`, which
       `model_summary` records alone.
-    - `step_images`: MLflow step images at up to `IMAGES_PER_RUN` epochs spread over
-      training (the first and the last included), at the step their metrics are logged at:
+    - `step_images`: MLflow step images as training begins and at epochs spread over
+      training (the last included; `IMAGES_PER_RUN` in all, at most), at the step their
+      metrics are logged at:
       `gradient_norms`, the heatmap of a measured `GradientNormLogger` so far, and
       `decision_boundary`, the regions the model predicts around `boundary_data`. They are
       drawn from arrays (`reg_callbacks.step_images`) and written with the metrics.
@@ -153,18 +154,25 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
         self._image_epochs = frozenset()
         self._datasets_logged = False
         self._rows = []
+        self._images = []
         self._writes: list[Future] = []
         self._writer: ThreadPoolExecutor | None = None
         self._last_write = 0.0
 
     def on_train_begin(self, logs=None):
         self._rows = []
+        self._images = []
         self._writes = []
         self._probed = None
         self._last_write = monotonic()
         self._image_epochs = frozenset()
         if self.step_images:
-            self._image_epochs = image_epochs((self.params or {}).get("epochs", 0))
+            # The first images show the model before training, at the step MLflow's image
+            # card opens on when training starts from scratch (0); the rest are spread.
+            self._image_epochs = image_epochs((self.params or {}).get("epochs", 0), IMAGES - 1)
+            optimizer = self.model.optimizer
+            step = keras.ops.convert_to_numpy(optimizer.iterations) if optimizer else 0
+            self._log_step_images(int(step), None)
         if self.datasets and not self._datasets_logged:  # once a run, not once a fit
             splits = self.datasets
             self.recorder.log_datasets(splits, name=self.dataset_name)
@@ -209,8 +217,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             self._submit()
 
     def _log_step_images(self, step: int, grid_outputs) -> None:
-        """Draw this epoch's step images (the model's weights change next epoch) and write
-        them on the writer thread, as the metrics are written."""
+        """Draw this epoch's step images (the model's weights change next epoch); they are
+        written with the metrics."""
         images = {}
         if self.gradients is not None and self.gradients.history:
             columns = 1 + (self.params or {}).get("epochs", 0) // self.gradients.every
@@ -221,12 +229,14 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             )
         if self.boundary_data is not None:
             x, y, grid, extent = self.boundary_data
-            if grid_outputs is None:  # `fit`, or `train` on JAX: evaluate the grid here
-                grid_outputs = backends.current().forward(self.model, grid)[0]
+            if grid_outputs is None:  # before training, `fit`, or `train` on JAX
+                # Eagerly: a compiled forward pass would be traced for this one shape.
+                grid_outputs = keras.tree.map_structure(
+                    keras.ops.convert_to_numpy, self.model(grid, training=False)
+                )
             first_output = keras.tree.flatten(grid_outputs)[0]
             images["decision_boundary"] = boundary_image(first_output, x, y, extent)
-        for key, image in images.items():
-            self._write(self.recorder.log_image, image, key, step)
+        self._images.extend((key, step, image) for key, image in images.items())
 
     def on_train_end(self, logs=None):
         self.flush()
@@ -259,16 +269,19 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             write.result()
 
     def _submit(self) -> None:
-        if not self._rows:
+        if not self._rows and not self._images:
             return
         rows, self._rows = self._rows, []
+        images, self._images = self._images, []
         self._last_write = monotonic()
-        self._write(self.recorder.log_metrics, rows)
-
-    def _write(self, call, *args) -> None:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
-        self._writes.append(self._writer.submit(call, *args))
+        self._writes.append(self._writer.submit(self._write, rows, images))
+
+    def _write(self, rows, images) -> None:
+        if rows:
+            self.recorder.log_metrics(rows)
+        self.recorder.log_step_images(images)
 
     def _raise_failed_write(self) -> None:
         for write in self._writes:

@@ -15,11 +15,12 @@ PIL image: no matplotlib, no pyplot, no text but a few labels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-IMAGES_PER_RUN = 10  # step images of each key a run logs, at most
+IMAGES_PER_RUN = 10  # step images of each key a run logs, at most (one before training)
 # A decision boundary image is 256 pixels square, the size MLflow's image card shows (it
 # stores each step image again, resized to fit 256 pixels, and the resizing and WebP
 # encoding are most of what a step image costs to write).
@@ -48,13 +49,11 @@ _ZERO, _OVERFLOW, _NOT_YET = (217, 217, 217), (214, 39, 40), (255, 255, 255)
 
 
 def image_epochs(epochs: int, count: int = IMAGES_PER_RUN) -> frozenset[int]:
-    """The epochs (0-based) to draw at: `count` of them spread evenly over `epochs`, the
-    first and the last included (every epoch when there are no more than `count`)."""
-    if epochs < 1:
-        return frozenset()
+    """The epochs (0-based) to draw at the end of: `count` of them spread evenly over
+    `epochs`, the last included (every epoch when there are no more than `count`)."""
     if epochs <= count:
-        return frozenset(range(epochs))
-    return frozenset(int(e) for e in np.rint(np.linspace(0, epochs - 1, count)))
+        return frozenset(range(max(epochs, 0)))
+    return frozenset(math.ceil(k * epochs / count) - 1 for k in range(1, count + 1))
 
 
 def boundary_grid(x, resolution: int = GRID_RESOLUTION) -> tuple[np.ndarray, tuple]:
