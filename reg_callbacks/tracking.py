@@ -592,7 +592,8 @@ class RunRecorder(_TrainingRecords):
         timestamp = int(time.time() * 1000)
         with tempfile.TemporaryDirectory() as folder:
             for key, step, image in images:
-                name = f"{key.replace('/', '~')}+step+{int(step)}+timestamp+{timestamp}+{uuid.uuid4()}"
+                name = f"{key.replace('/', '~')}+step+{int(step)}+timestamp+{timestamp}"
+                name = f"{name}+{uuid.uuid4()}"
                 image.save(Path(folder) / f"{name}.png", compress_level=1)
                 _thumbnail(image).save(Path(folder) / f"{name}+compressed.webp", method=0)
             self._store("images", self.client.log_artifacts, self.run_id, folder, "images")

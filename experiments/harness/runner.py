@@ -14,10 +14,10 @@ A topic loads its data and builds its model, then:
 (default: the topic's name), `tracking_uri`, `parent_run_id`, `log_model` (the trained Keras
 model as the run's MLflow model; default True), `step_images` (the gradient heatmap and, where
 a topic draws one, the decision boundary as MLflow step images during training; default True)
-and `system_metrics` (MLflow's CPU/memory/disk samples; default False); the command line and the sweep pass them, a topic only hands
-them on. The run's description is the first paragraph of the topic's docstring, its params
-the config. Every run logs its train and dev sets as MLflow dataset inputs (`training`,
-`validation`) as it opens.
+and `system_metrics` (MLflow's CPU/memory/disk samples; default False); the command line and
+the sweep pass them, a topic only hands them on. The run's description is the first
+paragraph of the topic's docstring, its params the config. Every run logs its train and dev
+sets as MLflow dataset inputs (`training`, `validation`) as it opens.
 
 `run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
 per-layer gradient norms with `GradientNormLogger`) and trains through the fast path; the
