@@ -61,7 +61,8 @@ class Classifier(keras.Model):
 def circle_data(n=200, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n, 2)).astype("float32")
-    y = (np.sum(x**2, axis=1) < 0.5).astype("float32")[:, None]
+    # Off centre, so that a picture flipped or transposed shows another region.
+    y = (np.sum((x - [0.3, 0.4]) ** 2, axis=1) < 0.3).astype("float32")[:, None]
     return x, y
 
 
