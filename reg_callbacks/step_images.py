@@ -27,8 +27,9 @@ IMAGES_PER_RUN = 10  # step images of each key a run logs, at most (one before t
 GRID_RESOLUTION = 128  # grid points along each axis
 BOUNDARY_SCALE = 2  # pixels per grid point
 MAX_POINTS = 1000  # points drawn over a decision boundary, at most (the first ones)
-CELL_HEIGHT = 14  # pixels of a heatmap row
-HEATMAP_WIDTH = 384  # pixels of the heatmap's cells, all columns together (at most)
+# A heatmap's cells fill about 256 x 192 pixels (rows 14 to 48 pixels high, columns 1 to 24
+# wide), so that a shallow net's heatmap is not a thin strip in MLflow's square image card.
+HEATMAP_SIZE = (256, 192)
 LABEL_WIDTH = 120  # pixels left of the heatmap for the layer names
 
 # Predicted regions (light) and points (dark) per class: class 0 red, 1 blue, as in `plots`.
@@ -135,7 +136,7 @@ def heatmap_image(history: Mapping[str, Sequence[float]], columns: int, *, capti
 
     The colour is the norm on a log scale over the norms so far (viridis: dark small,
     yellow large; a range under a decade is widened to one); a zero norm is grey, a
-    non-finite one red. `caption` goes above, with the scale appended.
+    non-finite one red. `caption` goes above, the scale under it.
     """
     from PIL import Image, ImageDraw
 
@@ -154,17 +155,18 @@ def heatmap_image(history: Mapping[str, Sequence[float]], columns: int, *, capti
     shown[measured] = colour_map(values[measured], low, high)
     shown[values == 0] = _ZERO
     shown[~np.isfinite(values)] = _OVERFLOW
-    top = 18
-    cell_width = int(np.clip(HEATMAP_WIDTH // columns, 1, 24))
-    pixels = np.repeat(np.repeat(cells, CELL_HEIGHT, axis=0), cell_width, axis=1)
+    top = 32  # two lines of text: the caption, the scale
+    cell_width = int(np.clip(HEATMAP_SIZE[0] // columns, 1, 24))
+    cell_height = int(np.clip(HEATMAP_SIZE[1] // max(len(names), 1), 14, 48))
+    pixels = np.repeat(np.repeat(cells, cell_height, axis=0), cell_width, axis=1)
     height, width = pixels.shape[:2]
     canvas = np.full((height + top, width + LABEL_WIDTH, 3), 255, dtype=np.uint8)
     canvas[top:, LABEL_WIDTH:] = pixels
     image = Image.fromarray(canvas, mode="RGB")
     draw = ImageDraw.Draw(image)
-    scale = f"log colour scale {low:.1e} (dark) to {high:.1e} (yellow)"
-    draw.text((4, 3), f"{caption}  {scale}".strip(), fill=(0, 0, 0))
+    draw.text((4, 3), caption, fill=(0, 0, 0))
+    draw.text((4, 16), f"log scale {low:.1e} (dark) to {high:.1e} (yellow)", fill=(0, 0, 0))
     for row, name in enumerate(names):
         label = name if len(name) <= 19 else "..." + name[-16:]
-        draw.text((4, top + row * CELL_HEIGHT + 1), label, fill=(0, 0, 0))
+        draw.text((4, top + row * cell_height + (cell_height - 11) // 2), label, fill=(0, 0, 0))
     return image

@@ -144,7 +144,7 @@ def test_train_logs_them_at_its_intervals_and_off_logs_none():
 def test_gradient_heatmap_fills_in_column_by_column():
     history = {"grad_norm/first": [1e-3, 0.0], "grad_norm/second": [1.0, math.inf]}
     pixels = np.asarray(heatmap_image(history, columns=4))
-    cells = pixels[18:, 120:]  # under the caption, right of the layer names
+    cells = pixels[32:, 120:]  # under the caption and scale, right of the layer names
     height, width = cells.shape[0] // 2, cells.shape[1] // 4
     centre = cells[height // 2 :: height, width // 2 :: width][:2, :4]
     assert tuple(centre[0, 1]) == (217, 217, 217)  # a zero norm: grey
