@@ -220,7 +220,9 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
         """Draw this epoch's step images (the model's weights change next epoch); they are
         written with the metrics."""
         images = {}
-        if self.gradients is not None and self.gradients.history:
+        # A `GradientNormLogger` placed after this callback has not measured yet as
+        # training begins: its heatmap starts with the first interval.
+        if self.gradients is not None and getattr(self.gradients, "history", None):
             columns = 1 + (self.params or {}).get("epochs", 0) // self.gradients.every
             images["gradient_norms"] = heatmap_image(
                 self.gradients.history,
