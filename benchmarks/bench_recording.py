@@ -1,11 +1,16 @@
-"""What recording costs a course run: its datasets in MLflow, and `--log-model`.
+"""What recording costs a course run: its datasets in MLflow, `--log-model`, step images.
 
 Runs one experiment's `run(Config())` (the course's settings) in this process against a
 fresh SQLite store, in three ways per round, the order rotating from round to round:
 
 - `bare`: dataset logging replaced by a no-op (what a run cost before it logged inputs);
 - `datasets`: as every run records now, train and dev sets as MLflow dataset inputs;
-- `datasets+model`: the same with `log_model=True`, the default (`--no-log-model` is `datasets`).
+- `datasets+model`: the same with `log_model=True`, the default (`--no-log-model` is `datasets`);
+- `no step images`: the default but for `step_images=False` (`--no-step-images`).
+
+Every mode but the last logs the step images (the gradient heatmap and, for topics that draw
+one, the decision boundary at ~10 intervals): `step images/none` is the median over rounds of
+`datasets+model` over `no step images` in the same round.
 
 Each run's wall time is measured around the `run` call; one unmeasured run first pays the
 imports and compilation. On a busy machine the runs' own spread (seconds) swamps a cost of a
@@ -13,7 +18,9 @@ few percent, so the two recording calls are also timed inside the runs that make
 (`RunRecorder.log_datasets`, `RunRecorder.log_keras_model`, and `RunRecorder.log_training`:
 the diagnosis, gradient-health tags and the two figures every run records as training
 ends), and their medians are given as a fraction of the median `datasets` run: the cost the
-~5 % rule for `--log-model` is decided on. Prints the medians, the ratios and the load
+~5 % rule for `--log-model` is decided on. So are the step images' drawing (on the training
+thread, `RecorderCallback._log_step_images`) and writing (`RunRecorder.log_step_images`, on the
+writer thread), summed over each run. Prints the medians, the ratios and the load
 average the machine had (the ratios hold under load better than the seconds do); `--json
 PATH` writes them.
 
@@ -38,15 +45,17 @@ from bench_report import finish, machine  # noqa: E402
 
 from experiments.harness.registry import EXPERIMENTS  # noqa: E402
 
-MODES = ("bare", "datasets", "datasets+model")
+MODES = ("bare", "datasets", "datasets+model", "no step images")
+STEP_IMAGE_CALLS = ("step images drawn", "step images written")  # summed over a run
 
 
 @contextlib.contextmanager
-def timing(method: str, seconds: list[float]):
-    """Time every call of `RunRecorder.<method>` into `seconds`."""
+def timing(method: str, seconds: list[float], owner=None):
+    """Time every call of `owner.<method>` (`RunRecorder`'s by default) into `seconds`."""
     from reg_callbacks.tracking import RunRecorder
 
-    original = getattr(RunRecorder, method)
+    owner = owner or RunRecorder
+    original = getattr(owner, method)
 
     def timed(self, *args, **kwargs):
         started = time.perf_counter()
@@ -55,11 +64,11 @@ def timing(method: str, seconds: list[float]):
         finally:
             seconds.append(time.perf_counter() - started)
 
-    setattr(RunRecorder, method, timed)
+    setattr(owner, method, timed)
     try:
         yield
     finally:
-        setattr(RunRecorder, method, original)
+        setattr(owner, method, original)
 
 
 @contextlib.contextmanager
@@ -77,10 +86,19 @@ def without_datasets():
 def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[float]]) -> float:
     import keras
 
+    from reg_callbacks.mlflow_callback import RecorderCallback
+
     keras.utils.clear_session(free_memory=False)  # as a sweep worker does between configs
-    where = {"tracking_uri": tracking_uri, "log_model": mode == "datasets+model"}
+    where = {
+        "tracking_uri": tracking_uri,
+        "log_model": mode in ("datasets+model", "no step images"),
+        "step_images": mode != "no step images",
+    }
+    drawn, written = [], []
     with contextlib.ExitStack() as stack:
         stack.enter_context(timing("log_training", calls["log_training"]))
+        stack.enter_context(timing("_log_step_images", drawn, owner=RecorderCallback))
+        stack.enter_context(timing("log_step_images", written))
         if mode == "bare":
             stack.enter_context(without_datasets())
         else:
@@ -88,7 +106,26 @@ def timed_run(module, cfg, mode: str, tracking_uri: str, calls: dict[str, list[f
             stack.enter_context(timing("log_keras_model", calls["log_keras_model"]))
         started = time.perf_counter()
         module.run(cfg, **where)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    if where["step_images"]:
+        calls["step images drawn"].append(sum(drawn))
+        calls["step images written"].append(sum(written))
+    return seconds
+
+
+MEASURES = {
+    "datasets/bare": "ratio of the medians",
+    "model/datasets": "ratio of the medians",
+    "step images/none": "median of the rounds' ratios",
+}
+
+
+def per(name: str) -> str:
+    return "a run" if name in STEP_IMAGE_CALLS else "a call"
+
+
+def called(name: str) -> str:
+    return name if name in STEP_IMAGE_CALLS else f"`RunRecorder.{name}`"
 
 
 def main(argv=None) -> int:
@@ -108,7 +145,12 @@ def main(argv=None) -> int:
     cfg = module.Config()
     load_before = os.getloadavg()
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
-    calls: dict[str, list[float]] = {"log_datasets": [], "log_keras_model": [], "log_training": []}
+    calls: dict[str, list[float]] = {
+        "log_datasets": [],
+        "log_keras_model": [],
+        "log_training": [],
+        **{name: [] for name in STEP_IMAGE_CALLS},
+    }
     with tempfile.TemporaryDirectory() as folder:
         uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
         os.chdir(folder)  # the runs' artifacts go to <folder>/mlruns
@@ -124,26 +166,32 @@ def main(argv=None) -> int:
     ratios = {
         "datasets/bare": median["datasets"] / median["bare"],
         "model/datasets": median["datasets+model"] / median["datasets"],
+        "step images/none": statistics.median(
+            with_images / without
+            for with_images, without in zip(
+                seconds["datasets+model"], seconds["no step images"], strict=True
+            )
+        ),
     }
     call_median = {name: statistics.median(values) for name, values in calls.items() if values}
     share = {name: value / median["datasets"] for name, value in call_median.items()}
     for mode in MODES:
         print(f"{mode:15} median {median[mode]:6.2f} s over {args.rounds} runs")
     for name, ratio in ratios.items():
-        print(f"{name:15} {ratio:.3f} (paired runs)")
+        print(f"{name:16} {ratio:.3f} ({MEASURES[name]})")
     for name, value in call_median.items():
-        print(f"{name:15} median {value:6.3f} s a call, {share[name]:.1%} of a run")
+        print(f"{name:19} median {value:6.3f} s {per(name)}, {share[name]:.1%} of a run")
     for name, values in first.items():
-        print(f"{name:15} first call in the process {values[0]:6.3f} s")
+        print(f"{name:19} first {per(name)} in the process {values[0]:6.3f} s")
     command = f"python benchmarks/bench_recording.py --experiment {args.experiment}"
     rows = [[mode, f"{median[mode]:.2f} s a run", "median"] for mode in MODES]
-    rows += [[name, f"{ratio:.3f}", "ratio of the medians"] for name, ratio in ratios.items()]
+    rows += [[name, f"{ratio:.3f}", MEASURES[name]] for name, ratio in ratios.items()]
     rows += [
-        [f"`RunRecorder.{name}`", f"{value:.3f} s a call", f"{share[name]:.1%} of a run"]
+        [called(name), f"{value:.3f} s {per(name)}", f"{share[name]:.1%} of a run"]
         for name, value in call_median.items()
     ]
     rows += [
-        [f"`RunRecorder.{name}`, first call", f"{values[0]:.3f} s", "imports included"]
+        [f"{called(name)}, first {per(name)}", f"{values[0]:.3f} s", "imports included"]
         for name, values in first.items()
         if values
     ]

@@ -75,8 +75,9 @@ BENCHMARKS = {
     "recording": (
         "bench_recording.py",
         "What recording costs a course run",
-        "A course run with and without its datasets and its model logged to MLflow "
-        "(`bare` stubs dataset logging out); `--no-log-model` is the `datasets` row.",
+        "A course run with and without its datasets, its model and its step images logged to "
+        "MLflow (`bare` stubs dataset logging out); `--no-log-model` is the `datasets` row, "
+        "`--no-step-images` the `no step images` row.",
     ),
     "gradient-check": (
         "bench_gradient_check.py",

@@ -208,7 +208,7 @@ def run(cfg: Config, **where) -> dict:
     ) as tracked:
         y_pred = model(data.x_train, training=False)
         initial_cost = float(model.compute_loss(x=data.x_train, y=data.y_train, y_pred=y_pred))
-        tracked.train(model, iterations=cfg.iterations)
+        tracked.train(model, iterations=cfg.iterations, decision_boundary=data.n_features == 2)
         if data.n_features == 2:
             # One forward pass over the 40 000 grid points (predict() would run 1250 batches).
             def predict(grid):

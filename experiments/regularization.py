@@ -225,7 +225,13 @@ def run(cfg: Config, **where) -> dict:
                 )
             )
         log_every = min(LOG_EVERY, cfg.iterations)
-        tracked.train(model, iterations=cfg.iterations, log_every=log_every, callbacks=callbacks)
+        tracked.train(
+            model,
+            iterations=cfg.iterations,
+            log_every=log_every,
+            callbacks=callbacks,
+            decision_boundary=data.n_features == 2,
+        )
         stats = weight_stats(model)
         if cfg.variant == "l2":
             stats["weight_decay_factor"] = 1 - cfg.learning_rate * cfg.lambd / m

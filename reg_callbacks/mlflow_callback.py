@@ -28,6 +28,8 @@ from time import monotonic
 
 import keras
 
+from reg_callbacks.step_images import IMAGES_PER_RUN as IMAGES
+from reg_callbacks.step_images import boundary_grid, boundary_image, heatmap_image, image_epochs
 from reg_callbacks.training import IntervalProbed
 
 MODEL_EXAMPLE_ROWS = 5  # rows a logged model's signature is inferred from
@@ -64,6 +66,12 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     - `log_model`: the trained model as the run's MLflow model `model`, unless the last
       loss is NaN or infinite (a diverged model), and `model_summary.txt`, which
       `model_summary` records alone.
+    - `step_images`: MLflow step images as training begins and at epochs spread over
+      training (the last included; `IMAGES_PER_RUN` in all, at most), at the step their
+      metrics are logged at:
+      `gradient_norms`, the heatmap of a measured `GradientNormLogger` so far, and
+      `decision_boundary`, the regions the model predicts around `boundary_data`. They are
+      drawn from arrays (`reg_callbacks.step_images`) and written with the metrics.
 
     Args:
         recorder: An entered `RunRecorder`.
@@ -81,6 +89,10 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             `input_example`) and its summary.
         input_example: Input rows for the model's signature; defaults to the first rows
             of `datasets["training"]`.
+        step_images: Log the step images (off: only the end-of-run figures).
+        boundary_data: `(x, y)`, points with two features (x of shape (m, 2)) and their
+            class labels, for the `decision_boundary` step images of a classifier that
+            takes them; without it, no such images.
 
     Raises:
         ValueError: a bad argument; the message names it.
@@ -103,6 +115,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
         model_summary: bool = False,
         log_model: bool = False,
         input_example=None,
+        step_images: bool = False,
+        boundary_data: tuple | None = None,
     ):
         super().__init__()
         if (
@@ -128,8 +142,23 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
                 )
             input_example = _first_rows(self.datasets["training"][0], MODEL_EXAMPLE_ROWS)
         self.input_example = input_example
+        if not isinstance(step_images, bool):
+            raise ValueError(f"step_images must be True or False; got {step_images!r}.")
+        self.step_images = step_images
+        self.boundary_data = None
+        if boundary_data is not None:
+            if not (isinstance(boundary_data, tuple) and len(boundary_data) == 2):
+                raise ValueError(
+                    "boundary_data must be an (x, y) tuple of points with two features and "
+                    f"their labels; got {type(boundary_data).__name__}."
+                )
+            grid, extent = boundary_grid(boundary_data[0])
+            self.boundary_data = (*boundary_data, grid, extent)
+        self._grid_tensor = None
+        self._image_epochs = frozenset()
         self._datasets_logged = False
         self._rows = []
+        self._images = []
         self._writes: list[Future] = []
         self._writer: ThreadPoolExecutor | None = None
         self._last_write = 0.0
@@ -137,10 +166,17 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._rows = []
+        self._images = []
         self._writes = []
         self._probed = None
         self._last_write = monotonic()
         self._start_step = _iterations(self.model)
+        self._image_epochs = frozenset()
+        if self.step_images:
+            # The first images show the model before training, at the step MLflow's image
+            # card opens on when training starts from scratch (0); the rest are spread.
+            self._image_epochs = image_epochs((self.params or {}).get("epochs", 0), IMAGES - 1)
+            self._log_step_images(self._start_step, None)
         if self.datasets and not self._datasets_logged:  # once a run, not once a fit
             splits = self.datasets
             self.recorder.log_datasets(splits, name=self.dataset_name)
@@ -148,12 +184,21 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             self._datasets_logged = True
 
     def interval_probe(self, epoch):
-        """For `train`: the step count, read inside the interval's compiled call.
+        """For `train`: the step count, read inside the interval's compiled call, and with
+        `decision_boundary` images the model's outputs on their grid.
 
         Reading a variable on its own is a TensorFlow call, ~0.5 ms on a 2-core CPU: 2 % of
-        an interval of 1000 steps of the course's net.
+        an interval of 1000 steps of the course's net. The grid is evaluated at every
+        interval, not only those drawn: an interval asking for other probes would compile
+        a loop of its own, and the course's nets evaluate the grid in well under that.
         """
-        return (optimizer_iterations, ()) if self.model.optimizer else None
+        if not self.model.optimizer:
+            return None
+        if not (self._image_epochs and self.boundary_data is not None):
+            return optimizer_iterations, ()
+        if self._grid_tensor is None:
+            self._grid_tensor = keras.ops.convert_to_tensor(self.boundary_data[2])
+        return iterations_and_outputs, (self._grid_tensor,)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Written while the last epoch trains, the rows so far do not wait for the end:
@@ -162,14 +207,43 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             self._submit()
 
     def on_epoch_end(self, epoch, logs=None):
-        step = self.take_probe_values(epoch)
+        probed = self.take_probe_values(epoch)
+        step, grid_outputs = probed if isinstance(probed, tuple) else (probed, None)
         if step is None:
             step = _iterations(self.model, otherwise=epoch)
         step = int(step)
         self._rows.append((step, dict(logs or {})))
         self._raise_failed_write()
+        if epoch in self._image_epochs:
+            self._log_step_images(step, grid_outputs)
         if monotonic() - self._last_write >= self.flush_secs:
             self._submit()
+
+    def _log_step_images(self, step: int, grid_outputs) -> None:
+        """Draw this epoch's step images (the model's weights change next epoch); they are
+        written with the metrics."""
+        images = {}
+        # A `GradientNormLogger` placed after this callback has not measured yet as
+        # training begins: its heatmap starts with the first interval.
+        if self.gradients is not None and getattr(self.gradients, "history", None):
+            every = self.gradients.every
+            # Under "auto" the measured epochs are not known ahead: the heatmap grows.
+            columns = 1 + (self.params or {}).get("epochs", 0) // every if every != "auto" else 0
+            images["gradient_norms"] = heatmap_image(
+                self.gradients.history,
+                columns,
+                caption=f"Gradient norm per layer, iteration {step}",
+            )
+        if self.boundary_data is not None:
+            x, y, grid, extent = self.boundary_data
+            if grid_outputs is None:  # before training, `fit`, or `train` on JAX
+                # Eagerly: a compiled forward pass would be traced for this one shape.
+                grid_outputs = keras.tree.map_structure(
+                    keras.ops.convert_to_numpy, self.model(grid, training=False)
+                )
+            first_output = keras.tree.flatten(grid_outputs)[0]
+            images["decision_boundary"] = boundary_image(first_output, x, y, extent)
+        self._images.extend((key, step, image) for key, image in images.items())
 
     def on_train_end(self, logs=None):
         self.flush()
@@ -204,13 +278,19 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
             write.result()
 
     def _submit(self) -> None:
-        if not self._rows:
+        if not self._rows and not self._images:
             return
         rows, self._rows = self._rows, []
+        images, self._images = self._images, []
         self._last_write = monotonic()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
-        self._writes.append(self._writer.submit(self.recorder.log_metrics, rows))
+        self._writes.append(self._writer.submit(self._write, rows, images))
+
+    def _write(self, rows, images) -> None:
+        if rows:
+            self.recorder.log_metrics(rows)
+        self.recorder.log_step_images(images)
 
     def _raise_failed_write(self) -> None:
         for write in self._writes:
@@ -266,3 +346,9 @@ def _first_rows(x, count: int):
 def optimizer_iterations(model):
     """Graph code: the optimizer's step count (`RecorderCallback`'s interval probe)."""
     return keras.ops.convert_to_tensor(model.optimizer.iterations)
+
+
+def iterations_and_outputs(model, grid):
+    """Graph code: the optimizer's step count and the model's outputs on `grid` (the
+    `decision_boundary` step images' probe)."""
+    return optimizer_iterations(model), model(grid, training=False)

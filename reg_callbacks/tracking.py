@@ -17,6 +17,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
+    MLFLOW_LOGGED_IMAGES,
     MLFLOW_PARENT_RUN_ID,
     MLFLOW_RUN_NOTE,
     MLFLOW_SOURCE_NAME,
@@ -45,6 +47,9 @@ _MAX_PARAM_LENGTH = 6000
 # and evenly spaced ones between.
 ACTIVATION_LINES = 6
 ACTIVATION_PANELS = 8
+# The longer side of the thumbnail MLflow's image card shows of a step image (its
+# `mlflow.tracking.multimedia.COMPRESSED_IMAGE_SIZE`).
+THUMBNAIL_SIZE = 256
 # Seconds between system-metric samples (MLflow's default, 10, is longer than most course
 # runs); MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SYSTEM_METRICS_INTERVAL = 1.0
@@ -505,6 +510,13 @@ def _as_numpy(structure):
     return np.asarray(structure)
 
 
+def _thumbnail(image):
+    """`image` scaled to fit `THUMBNAIL_SIZE` pixels, as MLflow's `log_image` scales it."""
+    width, height = image.size
+    scale = THUMBNAIL_SIZE / max(width, height)
+    return image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
+
+
 class RunRecorder(_TrainingRecords):
     """Records one training run in MLflow; a context manager.
 
@@ -646,6 +658,29 @@ class RunRecorder(_TrainingRecords):
 
     def log_figure(self, figure, artifact_file: str) -> None:
         self._store(artifact_file, self.client.log_figure, self.run_id, figure, artifact_file)
+
+    def log_step_images(self, images: list[tuple[str, int, object]]) -> None:
+        """Step images `[(key, step, PIL image), ...]`: what the run's image card steps
+        through, stored as `MlflowClient.log_image(run_id, image, key=key, step=step)`
+        stores them, in one upload.
+
+        `log_image` writes each image in three calls (the PNG, a WebP thumbnail for the
+        card, the `mlflow.loggedImages` tag) and encodes the thumbnail at WebP's slowest
+        setting: ~20 images cost a course run ~10 % more. Here the files are MLflow's (in
+        its layout, `images/<key>+step+<step>+timestamp+<ms>+<uuid>.png` and
+        `...+compressed.webp`, read by its UI), encoded fast, and uploaded together.
+        """
+        if not images:
+            return
+        timestamp = int(time.time() * 1000)
+        with tempfile.TemporaryDirectory() as folder:
+            for key, step, image in images:
+                name = f"{key.replace('/', '~')}+step+{int(step)}+timestamp+{timestamp}"
+                name = f"{name}+{uuid.uuid4()}"
+                image.save(Path(folder) / f"{name}.png", compress_level=1)
+                _thumbnail(image).save(Path(folder) / f"{name}+compressed.webp", method=0)
+            self._store("images", self.client.log_artifacts, self.run_id, folder, "images")
+        self.set_tags({MLFLOW_LOGGED_IMAGES: True})
 
     def log_dict(self, dictionary: Mapping, artifact_file: str) -> None:
         self._store(

@@ -406,6 +406,14 @@ def build_parser(config_cls: type, *, prog: str | None = None) -> argparse.Argum
         "(default: true)",
     )
     parser.add_argument(
+        "--step-images",
+        dest="_step_images",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log the gradient-norm heatmap (and a topic's decision boundary) as MLflow step "
+        "images while training, scrubbed through in the run's image card (default: true)",
+    )
+    parser.add_argument(
         "--system-metrics",
         dest="_system_metrics",
         action="store_true",
@@ -469,6 +477,7 @@ def _parse(
     verbose = given.pop("_verbose", False)
     recording = {
         "log_model": given.pop("_log_model"),
+        "step_images": given.pop("_step_images"),
         "system_metrics": given.pop("_system_metrics"),
     }
     recording = {name: value for name, value in recording.items() if value is not None}
@@ -495,8 +504,9 @@ def main(
 ) -> None:
     """Parse the command line, call `run_fn(cfg, tracking_uri=...)`, print its summary.
 
-    `--no-log-model` (or `--log-model`) and `--system-metrics` add `log_model=False` (or
-    True) and `system_metrics=True` to the call (see `experiments.harness.runner`).
+    `--no-log-model` (or `--log-model`), `--no-step-images` (or `--step-images`) and
+    `--system-metrics` add `log_model=False` (or True), `step_images=False` (or True) and
+    `system_metrics=True` to the call (see `experiments.harness.runner`).
 
     Bad input (a `ValueError` or missing file from parsing, validation or from inside
     `run_fn`, e.g. data loading) prints one line `error: <message>` on stderr and exits with

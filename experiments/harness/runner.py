@@ -12,11 +12,12 @@ A topic loads its data and builds its model, then:
 
 `where` is where the run goes and what it records besides the standard: `experiment`
 (default: the topic's name), `tracking_uri`, `parent_run_id`, `log_model` (the trained Keras
-model as the run's MLflow model; default True) and `system_metrics` (MLflow's CPU/memory/
-disk samples; default False); the command line and the sweep pass them, a topic only hands
-them on. The run's description is the first paragraph of the topic's docstring, its params
-the config. Every run logs its train and dev sets as MLflow dataset inputs (`training`,
-`validation`) as it opens.
+model as the run's MLflow model; default True), `step_images` (the gradient heatmap and, where
+a topic draws one, the decision boundary as MLflow step images during training; default True)
+and `system_metrics` (MLflow's CPU/memory/disk samples; default False); the command line and
+the sweep pass them, a topic only hands them on. The run's description is the first
+paragraph of the topic's docstring, its params the config. Every run logs its train and dev
+sets as MLflow dataset inputs (`training`, `validation`) as it opens.
 
 `run.train` adds the standard callbacks (train/dev error with `BiasVarianceCallback`,
 per-layer gradient norms with `GradientNormLogger`) and trains through the fast path; the
@@ -57,9 +58,17 @@ SUMMARY_KEYS = ("run_id", *DIAGNOSIS_NUMBERS, "label", "gradient_health")
 class TrackedRun:
     """A run in progress; see `tracked_run`."""
 
-    def __init__(self, recorder, data: DataSplit, bayes_error: float, log_model: bool = True):
+    def __init__(
+        self,
+        recorder,
+        data: DataSplit,
+        bayes_error: float,
+        log_model: bool = True,
+        step_images: bool = True,
+    ):
         self.recorder = recorder
         self.log_model = log_model
+        self.step_images = step_images
         self.data = data
         self.bayes_error = bayes_error
         self.bias_variance = None
@@ -84,6 +93,7 @@ class TrackedRun:
         seed: int = 0,
         jit_compile: bool | str = "auto",
         activations: bool = False,
+        decision_boundary: bool = False,
     ):
         """Train `model` on the run's data with the standard callbacks, then record it.
 
@@ -92,6 +102,8 @@ class TrackedRun:
         `reg_callbacks.train`: `False` skips XLA for layers without an XLA kernel (random
         image augmentation) or runs too short to repay the compile. `activations` adds an
         `ActivationStatsLogger` on the probe rows, measuring every interval.
+        `decision_boundary`: the topic draws one, so the run's step images show it over the
+        training set too.
         """
         import keras
 
@@ -131,6 +143,8 @@ class TrackedRun:
             model_summary=True,
             log_model=self.log_model,
             input_example=data.x_train[:MODEL_EXAMPLE_ROWS],
+            step_images=self.step_images,
+            boundary_data=(data.x_train, data.y_train) if decision_boundary else None,
         )
         self.history = train(
             model,
@@ -236,6 +250,7 @@ def tracked_run(
     bayes_error: float | None = None,
     tags: Mapping[str, str] | None = None,
     log_model: bool = True,
+    step_images: bool = True,
     **where,
 ) -> Iterator[TrackedRun]:
     """Open an MLflow run for `cfg` on `data`; FINISHED on success, FAILED if the block raises.
@@ -247,6 +262,7 @@ def tracked_run(
         bayes_error: Defaults to the data's known Bayes error, else 0.
         tags: Extra tags (the topic's own).
         log_model: Log the model `run.train` trained as the run's MLflow model.
+        step_images: Log MLflow step images while `run.train` trains.
         **where: `experiment`, `tracking_uri`, `parent_run_id`, `system_metrics`; see the
             module docstring.
     """
@@ -258,7 +274,7 @@ def tracked_run(
             name=dataset_name(data.source),
             source=data.source,
         )
-        yield TrackedRun(recorder, data, bayes, log_model)
+        yield TrackedRun(recorder, data, bayes, log_model, step_images)
 
 
 def dataset_name(source: str) -> str:
@@ -279,13 +295,14 @@ def parent_run(
     tracking_uri: str | None = None,
     parent_run_id: str | None = None,
     log_model: bool = True,
+    step_images: bool = True,
     system_metrics: bool = False,
 ):
     """A `RunRecorder` for `cfg` without data: the parent of a topic's child runs.
 
     Same arguments as `tracked_run`; its children get `parent_run_id=recorder.run_id`.
-    It trains no model of its own, so `log_model` is for its children: a topic hands
-    `where` on to them whole.
+    It trains no model of its own, so `log_model` and `step_images` are for its children:
+    a topic hands `where` on to them whole.
     """
     import mlflow
 

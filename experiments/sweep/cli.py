@@ -160,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         "true; configs already FINISHED are skipped as ever: add --force to log theirs)",
     )
     parser.add_argument(
+        "--step-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each config's run logs the gradient-norm heatmap (and a topic's decision "
+        "boundary) as MLflow step images while training (default: true)",
+    )
+    parser.add_argument(
         "--takeover",
         action="store_true",
         help="the same sweep looks RUNNING from another host: mark its runs KILLED and go on",
@@ -207,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail_fast=args.fail_fast,
         takeover=args.takeover,
         log_model=args.log_model,
+        step_images=args.step_images,
         verbose=args._verbose,
         overrides=tuple(args.overrides),
         only=tuple(args.only),

@@ -42,6 +42,7 @@ class SweepOptions:
     fail_fast: bool = False
     takeover: bool = False  # the same sweep looks RUNNING from another host: close its runs
     log_model: bool = True  # each config's trained model as its run's MLflow model
+    step_images: bool = True  # each config's run logs step images while training
     verbose: bool = False
     overrides: tuple[str, ...] = ()  # --set, for the parent run's params
     only: tuple[str, ...] = ()  # --experiment, likewise
@@ -72,6 +73,7 @@ def parent_recorder(
             "threads_per_worker": threads,
             "force": options.force,
             "log_model": options.log_model,
+            "step_images": options.step_images,
             "set": " ".join(options.overrides) or "none",
             "only": ",".join(options.only) or "all",
         },
@@ -268,6 +270,7 @@ class Sweep:
             threads=threads,
             log_file=log_file,
             log_model=self.options.log_model,
+            step_images=self.options.step_images,
         )
         s = "" if workers == 1 else "s"
         progress, task = report.progress_bar(

@@ -29,6 +29,7 @@ class WorkerSettings:
     threads: int
     log_file: str | None = None
     log_model: bool = True  # off: handed to the topic's `run` like the tracking URI
+    step_images: bool = True  # likewise
 
 
 @dataclass
@@ -73,6 +74,8 @@ def run_config(config: PlannedConfig, settings: WorkerSettings) -> Result:
     kwargs = {"tracking_uri": settings.tracking_uri, "parent_run_id": settings.parent_run_id}
     if not settings.log_model:
         kwargs["log_model"] = False
+    if not settings.step_images:
+        kwargs["step_images"] = False
     if accepts_experiment(module.run):
         kwargs["experiment"] = settings.sweep_experiment
     error: BaseException | None = None

@@ -123,11 +123,15 @@ def test_recording_benchmark_times_the_recording_calls_inside_real_runs(tmp_path
         "bare": 2,
         "datasets": 2,
         "datasets+model": 2,
+        "no step images": 2,
     }
-    # Datasets are logged by the 4 runs that do not stub them out; models by the 2 that ask.
-    assert len(report["call_seconds"]["log_datasets"]) == 4
-    assert len(report["call_seconds"]["log_keras_model"]) == 2
-    assert len(report["call_seconds"]["log_training"]) == 6  # every run records its training
+    # Datasets are logged by the 6 runs that do not stub them out; models by the 4 that ask.
+    assert len(report["call_seconds"]["log_datasets"]) == 6
+    assert len(report["call_seconds"]["log_keras_model"]) == 4
+    assert len(report["call_seconds"]["log_training"]) == 8  # every run records its training
+    # Step images, summed a run, by the 6 runs that do not turn them off.
+    assert len(report["call_seconds"]["step images drawn"]) == 6
+    assert len(report["call_seconds"]["step images written"]) == 6
     shares = report["call_share_of_run"].values()
     assert all(0 < share < 1 for share in shares), report["call_share_of_run"]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()

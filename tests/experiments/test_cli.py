@@ -264,10 +264,12 @@ def test_main_hands_the_recording_flags_on_only_when_given(capsys):
     main(Config, run, [])
     main(Config, run, ["--no-log-model"])
     main(Config, run, ["--system-metrics", "--log-model"])
+    main(Config, run, ["--no-step-images"])
     assert calls == [
         {"tracking_uri": None},
         {"tracking_uri": None, "log_model": False},
         {"tracking_uri": None, "log_model": True, "system_metrics": True},
+        {"tracking_uri": None, "step_images": False},
     ]
 
 

@@ -176,6 +176,7 @@ def test_a_library_run_records_what_the_harness_records():
             datasets={"training": (x, y), "validation": (x_dev, y_dev)},
             dataset_name="digits",
             log_model=True,
+            step_images=True,
         )
         model.fit(
             x,

@@ -6,7 +6,9 @@ The REST tests read it as any external client would; the browser tests open the 
 Debian's headless Chromium through Selenium (never a downloaded browser or driver) and
 check the runs table (run names, the `bias_variance` tag column, the Dataset and Models
 columns), the experiment's Models tab (each run's logged model), a run page (metrics,
-description) and an artifact (the gradient heatmap PNG renders).
+description), an artifact (the gradient heatmap PNG renders), a run's step images in the
+image card of its Model metrics tab (its slider goes from before training to the last step) and the
+sweep parent's summary table.
 
 Knobs (environment):
     MLFLOW_UI_SCREENSHOTS=DIR  save the screenshots there (default: a pytest temp dir);
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,11 +52,12 @@ CHROME_FLAGS = (
     "--disable-background-networking",
     "--window-size=1600,1000",
 )
-# A short real sweep: the course preset's zeros and He initializations, 1000 iterations each,
-# both in one worker process as a longer sweep would run them (each logs its model).
+# A short real sweep: the course preset's zeros and He initializations, 3000 iterations each
+# (three logging intervals, so four step images of each key), both in one worker process as
+# a longer sweep would run them (each logs its model).
 SWEEP = (
     *("-m", "experiments.sweep", "--preset", "course", "--experiment", "initialization"),
-    *("--set", "init=zeros,he", "--set", "iterations=1000", "--workers", "1"),
+    *("--set", "init=zeros,he", "--set", "iterations=3000", "--workers", "1"),
 )
 METRICS = ("train_error", "dev_error")  # what the run page and the runs table must show
 PLOTS = ("decision_boundary.png", "errors.png", "gradient_norms.png")
@@ -67,6 +71,24 @@ for (const row of document.querySelectorAll("[role=row]")) {
   if (names.includes(arguments[0]) && cells.length > 1) return cells[cells.length - 1].textContent;
 }
 return null;
+"""
+# The chart view's image card titled arguments[0]: its slider and the images it has loaded.
+IMAGE_CARD = """
+const title = [...document.querySelectorAll("*")].find(
+  (e) => e.children.length === 0 && e.textContent.trim() === arguments[0]);
+let card = title;
+while (card && !card.querySelector("[role=slider]")) card = card.parentElement;
+if (!card) return null;
+const thumb = card.querySelector("[role=slider]");
+const loaded = [...card.querySelectorAll("img")].filter((i) => i.complete && i.naturalWidth > 0);
+return {
+  thumb: thumb,
+  min: Number(thumb.getAttribute("aria-valuemin")),
+  max: Number(thumb.getAttribute("aria-valuemax")),
+  now: Number(thumb.getAttribute("aria-valuenow")),
+  images: loaded.length,
+  missing: card.textContent.includes("No image logged at this step"),
+};
 """
 RUN_NAME = "attributes.`Run Name`"  # the runs table's column ids: attributes.`…`, tags.`…`
 COLUMN_TITLES = "[data-testid=column-selector-tree] .du-bois-light-tree-title"
@@ -570,3 +592,81 @@ def test_gradient_heatmap_artifact_renders(ui, browser):
     assert width == _png_width(local.read_bytes())
     _close_assistant(browser)
     _screenshot(browser, ui.root / "gradient_heatmap.png", "img[alt='gradient_norms.png']")
+
+
+def _image_steps(ui: Ui, run_id: str, key: str) -> list[int]:
+    """The steps of a run's step images of `key`, from the file names MLflow gives them."""
+    pattern = re.compile(rf"images/{re.escape(key)}\+step\+(\d+)\+timestamp\+\d+\+[-0-9a-f]+\.png")
+    paths = [a.path for a in ui.client().list_artifacts(run_id, "images")]
+    return sorted(int(m.group(1)) for m in map(pattern.fullmatch, paths) if m)
+
+
+def test_image_card_steps_through_a_runs_training(ui, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    runs = [run for run in _runs(ui) if run.data.tags.get("mlflow.loggedImages")]
+    assert runs, "no run logged step images"
+    steps = _image_steps(ui, runs[0].info.run_id, "decision_boundary")
+    assert len(steps) >= 3 and steps[0] == 0, steps
+    run = runs[0]
+    _open(
+        browser, ui, f"/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/model-metrics"
+    )
+    _close_assistant(browser)
+    search = _wait(
+        browser,
+        lambda d: next(iter(_find(d, "input[placeholder='Search metric charts']")), None),
+        "the model metrics tab's search box",
+    )
+    search.send_keys("decision_boundary")
+    card = _wait(
+        browser,
+        lambda d: (c := d.execute_script(IMAGE_CARD, "decision_boundary")) and c["images"] and c,
+        "the decision_boundary image card with an image at its first step",
+    )
+    assert (card["min"], card["max"], card["now"]) == (steps[0], steps[-1], steps[0])
+    assert not card["missing"]
+    ActionChains(browser).click(card["thumb"]).perform()
+    for step in steps[1:]:  # the arrow key moves the slider to the next logged step
+        ActionChains(browser).send_keys(Keys.ARROW_RIGHT).perform()
+        _wait(
+            browser,
+            lambda d, step=step: (
+                (c := d.execute_script(IMAGE_CARD, "decision_boundary"))
+                and c["now"] == step
+                and c["images"]
+                and not c["missing"]
+            ),
+            f"the image card to show the image of step {step}",
+        )
+    _screenshot(browser, ui.root / "image_card.png", "[role=slider]")
+
+
+def test_sweep_parents_summary_table_renders(ui, browser):
+    client = ui.client()
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    parent = client.search_runs(experiment_ids, "tags.`sweep.role` = 'parent'")[0]
+    table = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "summary_table.json")).read_text()
+    )
+    route = f"/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/artifacts"
+    _open(browser, ui, f"{route}/summary_table.json")
+
+    def rows(d):
+        found = [
+            [cell.text.strip() for cell in row.find_elements("css selector", "[role=cell]")]
+            for row in _find(d, "[role=row]")
+        ]
+        found = [row for row in found if row]
+        return found if len(found) == len(table["data"]) else None
+
+    shown = _wait(browser, rows, "the summary table's rows")
+    headers = [h.text.strip() for h in _find(browser, "[role=columnheader]")]
+    assert headers == table["columns"]
+    for cells, values in zip(shown, table["data"], strict=True):
+        for cell, value in zip(cells, values, strict=True):
+            if isinstance(value, (int, float)):
+                assert float(cell) == pytest.approx(value), (cell, value)
+            else:
+                assert cell == str(value)

@@ -605,14 +605,16 @@ def test_exit_code_is_1_only_when_every_config_failed_or_fail_fast_stopped(tmp_p
 
 
 @pytest.mark.slow
-def test_every_configs_model_is_logged_unless_no_log_model(tmp_path):
+def test_every_configs_model_and_step_images_are_logged_unless_turned_off(tmp_path):
     import mlflow.keras
     from mlflow.tracking import MlflowClient
 
-    off = sweep("--grid", str(toy_grid(tmp_path, "no-models", [1])), "--no-log-model")
+    grid = toy_grid(tmp_path, "no-models", [1])
+    off = sweep("--grid", str(grid), "--no-log-model", "--no-step-images")
     assert off.returncode == 0, off.stderr
     (kid,) = children(runs_of("no-models"))
     assert kid.info.status == "FINISHED" and kid.outputs.model_outputs == []
+    assert MlflowClient().list_artifacts(kid.info.run_id, "images") == []
 
     grid = toy_grid(tmp_path, "models", [1, 2])
     result = sweep("--grid", str(grid), "--workers", "1")
@@ -623,6 +625,10 @@ def test_every_configs_model_is_logged_unless_no_log_model(tmp_path):
     kids = children(runs)
     assert len(kids) == 2 and all(len(r.outputs.model_outputs) == 1 for r in kids)
     client = MlflowClient()
+    # The toy trains 20 iterations, one interval: its gradient heatmap before and after.
+    images = [a.path for a in client.list_artifacts(kids[0].info.run_id, "images")]
+    steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png"))
+    assert steps == [0, 20]
     models = client.search_logged_models([parent.info.experiment_id])
     assert {m.source_run_id for m in models} == {r.info.run_id for r in kids}
     model = mlflow.keras.load_model(f"runs:/{kids[0].info.run_id}/model")
