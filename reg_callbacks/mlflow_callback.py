@@ -290,7 +290,8 @@ class RecorderCallback(IntervalProbed, keras.callbacks.Callback):
     def _write(self, rows, images) -> None:
         if rows:
             self.recorder.log_metrics(rows)
-        self.recorder.log_step_images(images)
+        if images:
+            self.recorder.log_step_images(images)
 
     def _raise_failed_write(self) -> None:
         for write in self._writes:
