@@ -128,7 +128,13 @@ def train(
 
     epochs = math.ceil(iterations / log_every)
     callback_list = keras.callbacks.CallbackList(
-        callbacks, add_history=True, model=model, verbose=0, epochs=epochs, steps=log_every
+        callbacks,
+        add_history=True,
+        model=model,
+        verbose=0,
+        epochs=epochs,
+        steps=log_every,
+        **{TRAINER_PARAM: TRAINER},
     )
     backend = backends.current()
     evaluate = None
@@ -210,6 +216,11 @@ def _dataset_stream(model, dataset: tf.data.Dataset, y, batch_size):
     return (to_tensors(as_tensor, batch) for batch in dataset.repeat())
 
 
+# What `train` adds to its callbacks' `params`: a callback can tell its intervals from `fit`'s
+# epochs (`IntervalProbed.under_train`).
+TRAINER_PARAM, TRAINER = "trainer", "reg_callbacks.train"
+
+
 class IntervalProbed:
     """Mixin for a callback whose `interval_probe` values `train` hands back each interval.
 
@@ -222,6 +233,10 @@ class IntervalProbed:
 
     def set_interval_probe_values(self, epoch, values):
         self._probed = (epoch, values)
+
+    def under_train(self) -> bool:
+        """Whether the running training is `train`'s (intervals), not `fit`'s (epochs)."""
+        return (getattr(self, "params", None) or {}).get(TRAINER_PARAM) == TRAINER
 
     def has_probe_values(self, epoch) -> bool:
         """Whether `train` computed this epoch's probe values."""
