@@ -202,18 +202,11 @@ class BiasVarianceCallback(IntervalProbed, keras.callbacks.Callback):
             self._evaluate(epoch, logs)
             return
         last = epoch + 1 == (self.params or {}).get("epochs")
-        if self._every_interval():
-            self._evaluate(epoch, logs)
-            return
-        if self.schedule.auto and self.schedule.cost is None and not last:
+        in_loop = self._in_loop is not None and self.under_train()
+        if self.schedule.auto and self.schedule.cost is None and not (last or in_loop):
             self.schedule.cost = self._estimated_cost()
-        if self.schedule.due(epoch, last):
+        if self.schedule.due(epoch, last, every_interval=in_loop):
             self._evaluate(epoch, logs)
-
-    def _every_interval(self) -> bool:
-        """`"auto"` under `train` with sets small enough for its interval call: every
-        interval, on a backend whose loop computes no probes (JAX) too, alike on both."""
-        return self.schedule.auto and self._in_loop is not None and self.under_train()
 
     def on_train_end(self, logs=None):
         evaluated = self.history["epoch"]

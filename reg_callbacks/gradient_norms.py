@@ -218,12 +218,10 @@ class GradientNormLogger(IntervalProbed, keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch
         last = epoch + 1 == (self.params or {}).get("epochs")
-        # Under `train`, "auto" measures a probe small enough for its interval call every
-        # interval, on a backend whose loop computes no probes (JAX) too, alike on both.
-        every_interval = self.schedule.auto and self._in_loop is not None and self.under_train()
+        in_loop = self._in_loop is not None and self.under_train()
         if self.has_probe_values(epoch):  # computed by `train`'s interval call
             norms = self.measure(epoch)
-        elif every_interval or self.schedule.due(epoch, last):
+        elif self.schedule.due(epoch, last, every_interval=in_loop):
             norms = self.schedule.timed(self.measure, epoch)
         else:
             return

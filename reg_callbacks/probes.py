@@ -90,11 +90,13 @@ class Schedule:
         """Training begins: nothing spent yet; `estimate`, a measurement's expected seconds."""
         self._began, self.spent, self.cost = self.clock(), 0.0, estimate
 
-    def due(self, epoch: int, last: bool = False) -> bool:
-        """Whether to measure at the end of `epoch` (`last`: the fit's last epoch)."""
+    def due(self, epoch: int, last: bool = False, every_interval: bool = False) -> bool:
+        """Whether to measure at the end of `epoch` (`last`: the fit's last epoch;
+        `every_interval`: under `train` with a probe small enough for its interval call,
+        where `"auto"` measures every interval on either backend)."""
         if not self.auto:
             return (epoch + 1) % self.every == 0
-        if last or self.cost is None:
+        if last or every_interval or self.cost is None:
             return True
         trained = self.clock() - self._began - self.spent
         return measurement_due(self.spent, trained, 2 * self.cost, MEASUREMENT_BUDGET)
